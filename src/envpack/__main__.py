@@ -1,0 +1,3 @@
+from envpack.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Compare manifests, grade the drift, and render it."""

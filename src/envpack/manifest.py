@@ -1,0 +1,246 @@
+"""The manifest: envpack's one shared model, its canonical JSON and its validation.
+
+A manifest is a JSON object::
+
+    {"schema_version": 1, "meta": {...}, "issues": [...],
+     "interpreters": {key: component, ...}, "python_packages": {...}, ...}
+
+Every section is a keyed collection: an object whose keys are the identities the diff
+matches on and whose values are JSON objects (components). Canonical JSON (sorted keys,
+two-space indent, a final newline) makes two captures of an unchanged environment
+byte-identical when the capture time is fixed with ``SOURCE_DATE_EPOCH``.
+
+Loading checks the structure by hand rather than with the JSON Schema: it must stay fast
+on manifests of 100,000 packages. The JSON Schema (``envpack schema``) describes the same
+format for other tools, and the tests check every manifest envpack writes against it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Union
+
+from envpack.errors import ManifestError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SECTIONS",
+    "Component",
+    "Issue",
+    "JSONValue",
+    "Manifest",
+    "Meta",
+    "Section",
+    "dumps",
+    "load_manifest",
+    "loads",
+    "schema_text",
+]
+
+SCHEMA_VERSION = 1
+"""The manifest format this envpack writes, and the newest one it reads."""
+
+SECTIONS: tuple[str, ...] = (
+    "interpreters",
+    "python_packages",
+    "os",
+    "system_packages",
+    "binaries",
+    "libraries",
+    "config_files",
+    "env",
+    "network",
+    "app",
+)
+"""The keyed sections, in the order reports list them."""
+
+JSONValue = Union[None, bool, int, float, str, list[Any], dict[str, Any]]
+Component = dict[str, Any]
+"""One entry of a section: a JSON object whose fields the diff compares one by one."""
+Section = dict[str, Component]
+
+
+@dataclass(frozen=True)
+class Issue:
+    """Something a probe could not read. A partial capture is data, not a crash."""
+
+    probe: str
+    """The probe that met the problem (``python_packages``, ``system_packages`` …)."""
+    path: str
+    """Where: a path inside the source, or an interpreter, or ``""``."""
+    reason: str
+    """What went wrong, in words a user can act on."""
+
+    def to_json(self) -> dict[str, str]:
+        return {"probe": self.probe, "path": self.path, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Meta:
+    """Who captured what, where and when."""
+
+    envpack_version: str
+    captured_at: str
+    """ISO 8601 UTC; fixed by ``SOURCE_DATE_EPOCH`` for reproducible captures."""
+    source_kind: str
+    """``live``, ``root`` or ``image``."""
+    source: str
+    """A description of the source: a hostname, a folder, an image reference."""
+    hostname: str
+    label: str | None = None
+    """The ``--label`` given to capture (``dev``, ``prod``); reports name environments by it."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "envpack_version": self.envpack_version,
+            "captured_at": self.captured_at,
+            "source": {"kind": self.source_kind, "description": self.source},
+            "hostname": self.hostname,
+            "label": self.label,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Meta:
+        source = data.get("source") or {}
+        return cls(
+            envpack_version=str(data.get("envpack_version", "")),
+            captured_at=str(data.get("captured_at", "")),
+            source_kind=str(source.get("kind", "")),
+            source=str(source.get("description", "")),
+            hostname=str(data.get("hostname", "")),
+            label=data.get("label"),
+        )
+
+
+@dataclass
+class Manifest:
+    """A captured environment."""
+
+    meta: Meta
+    sections: dict[str, Section] = field(default_factory=dict)
+    issues: list[Issue] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def section(self, name: str) -> Section:
+        """The named section; an empty one when it was not captured."""
+        return self.sections.get(name, {})
+
+    @property
+    def name(self) -> str:
+        """How reports name this environment: its label, else its hostname."""
+        return self.meta.label or self.meta.hostname or self.meta.source
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "meta": self.meta.to_json(),
+            "issues": [
+                issue.to_json()
+                for issue in sorted(set(self.issues), key=lambda i: (i.probe, i.path, i.reason))
+            ],
+        }
+        for name in SECTIONS:
+            if name in self.sections:
+                document[name] = self.sections[name]
+        return document
+
+
+def dumps(manifest: Manifest) -> str:
+    """Canonical JSON: sorted keys, two-space indent, UTF-8 text, a final newline."""
+    return (
+        json.dumps(
+            manifest.to_json(), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False
+        )
+        + "\n"
+    )
+
+
+def loads(data: bytes | str, *, origin: str = "<manifest>") -> Manifest:
+    """Parse and check a manifest; raise :class:`ManifestError` with one clear line."""
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ManifestError(f"{origin}: not an envpack manifest (not UTF-8 text)") from err
+    else:
+        text = data
+    if not text.strip():
+        raise ManifestError(f"{origin}: empty file, not an envpack manifest")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as err:
+        what = "truncated" if err.pos >= len(text.rstrip()) else "invalid JSON"
+        raise ManifestError(
+            f"{origin}: {what} (line {err.lineno}, column {err.colno}: {err.msg})"
+        ) from err
+    except RecursionError as err:
+        raise ManifestError(f"{origin}: not an envpack manifest (nested too deeply)") from err
+    return _from_document(document, origin)
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read a manifest from a file, or from standard input when ``path`` is ``-``."""
+    if str(path) == "-":
+        return loads(sys.stdin.buffer.read(), origin="<stdin>")
+    file = Path(path)
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError as err:
+        raise ManifestError(f"{file}: no such file") from err
+    except IsADirectoryError as err:
+        raise ManifestError(f"{file}: is a folder, not a manifest file") from err
+    except OSError as err:
+        raise ManifestError(f"{file}: cannot read ({err.strerror})") from err
+    return loads(data, origin=str(file))
+
+
+def _from_document(document: object, origin: str) -> Manifest:
+    if not isinstance(document, dict) or "schema_version" not in document:
+        raise ManifestError(f"{origin}: not an envpack manifest (no schema_version)")
+    version = document["schema_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ManifestError(f"{origin}: not an envpack manifest (bad schema_version {version!r})")
+    if version > SCHEMA_VERSION:
+        raise ManifestError(
+            f"{origin}: written by a newer envpack (schema {version}); "
+            f"this one reads up to {SCHEMA_VERSION}"
+        )
+    meta = document.get("meta")
+    if not isinstance(meta, dict) or not isinstance(meta.get("source", {}), dict):
+        raise ManifestError(f"{origin}: not an envpack manifest (no meta object)")
+    sections: dict[str, Section] = {}
+    for name in SECTIONS:
+        if name not in document:
+            continue
+        section = document[name]
+        if not isinstance(section, dict):
+            raise ManifestError(f"{origin}: damaged manifest: section {name!r} is not an object")
+        for key, component in section.items():
+            if not isinstance(component, dict):
+                raise ManifestError(
+                    f"{origin}: damaged manifest: {name}[{key!r}] is not an object"
+                )
+        sections[name] = section
+    raw_issues = document.get("issues", [])
+    if not isinstance(raw_issues, list) or not all(isinstance(i, dict) for i in raw_issues):
+        raise ManifestError(f"{origin}: damaged manifest: 'issues' is not a list of objects")
+    issues = [
+        Issue(str(i.get("probe", "")), str(i.get("path", "")), str(i.get("reason", "")))
+        for i in raw_issues
+    ]
+    return Manifest(
+        meta=Meta.from_json(meta), sections=sections, issues=issues, schema_version=version
+    )
+
+
+def schema_text() -> str:
+    """The JSON Schema of manifest v1, as shipped inside the package."""
+    return (
+        resources.files("envpack")
+        .joinpath("schema", f"manifest-v{SCHEMA_VERSION}.schema.json")
+        .read_text(encoding="utf-8")
+    )

@@ -1,0 +1,1 @@
+"""Pack a captured user space into a reproducible OCI image (not built yet)."""

@@ -1,0 +1,1 @@
+"""Sources and probes: turn an environment into a manifest."""

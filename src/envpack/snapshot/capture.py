@@ -1,0 +1,71 @@
+"""The capture pipeline: run each probe against a source and assemble the manifest."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from datetime import datetime, timezone
+
+from envpack import __version__
+from envpack.errors import UsageError
+from envpack.manifest import SECTIONS, Manifest, Meta
+from envpack.redact import Redactor
+from envpack.snapshot.context import CaptureContext, CaptureOptions, Progress
+from envpack.snapshot.probes import PROBES
+from envpack.snapshot.source import Source, SourceReadError
+
+__all__ = ["capture", "capture_time"]
+
+def capture_time(environ: Mapping[str, str]) -> str:
+    """Now, or ``SOURCE_DATE_EPOCH`` when set, as ISO 8601 UTC with a ``Z``."""
+    epoch = environ.get("SOURCE_DATE_EPOCH")
+    if epoch is not None:
+        try:
+            when = datetime.fromtimestamp(int(epoch), tz=timezone.utc)
+        except (ValueError, OverflowError, OSError) as err:
+            raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not a Unix time") from err
+    else:
+        when = datetime.now(tz=timezone.utc).replace(microsecond=0)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+def capture(
+    source: Source,
+    options: CaptureOptions,
+    redactor: Redactor,
+    *,
+    progress: Progress | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Manifest:
+    """Capture ``source`` into a manifest. Probe problems become ``issues`` entries."""
+    env = os.environ if environ is None else environ
+    if options.only is not None:
+        unknown = sorted(options.only - set(SECTIONS))
+        if unknown:
+            raise UsageError(f"--only: unknown section {unknown[0]!r}; choose from {SECTIONS}")
+    ctx = CaptureContext(source=source, options=options, redactor=redactor)
+    if progress is not None:
+        ctx.progress = progress
+    for section, probe in PROBES:
+        if ctx.wants(section):
+            ctx.progress(f"capturing {section}")
+            probe(ctx)
+    meta = Meta(
+        envpack_version=__version__,
+        captured_at=capture_time(env),
+        source_kind=source.kind,
+        source=source.description,
+        hostname=_hostname(source),
+        label=options.label,
+    )
+    return Manifest(meta=meta, sections=ctx.sections, issues=ctx.issues)
+
+def _hostname(source: Source) -> str:
+    if source.is_live:
+        return socket.gethostname()
+    try:
+        text = source.read_text_or_none("/etc/hostname") or ""
+    except SourceReadError:
+        return ""
+    lines = text.split()
+    return lines[0] if lines else ""

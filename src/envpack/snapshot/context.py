@@ -1,0 +1,67 @@
+"""What every probe receives: the source, the options, and where to put its findings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envpack.manifest import Issue, Section
+from envpack.redact import Redactor
+from envpack.snapshot.source import Source
+
+__all__ = ["CaptureContext", "CaptureOptions", "Progress"]
+
+Progress = Callable[[str], None]
+
+
+def _silent(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    """Everything ``envpack capture`` can be asked for, as plain data."""
+
+    pythons: tuple[str, ...] = ()
+    """``--python`` paths (inside the source under ``--root``); empty: the default one."""
+    label: str | None = None
+    verify: bool = False
+    """``--verify``: check installed files against RECORD hashes."""
+    env_allow: tuple[str, ...] = ()
+    """``--env-allow`` glob patterns: when given, only matching variables are kept."""
+    env_deny: tuple[str, ...] = ()
+    """``--env-deny`` glob patterns: matching variables are dropped."""
+    binaries: tuple[str, ...] = ()
+    """``--bin`` extra executables, beside those on PATH."""
+    probe_versions: bool = False
+    """``--probe-versions``: run ``X --version`` (live host only, time-boxed)."""
+    config_globs: tuple[str, ...] = ()
+    """``--config`` globs, beside the default config files and envpack.toml's list."""
+    use_cache: bool = True
+    """``--no-cache`` turns the hash cache off."""
+    cache_dir: Path | None = None
+    """Where the hash cache lives; ``None``: the user cache folder."""
+    only: frozenset[str] | None = None
+    """Capture only these sections (``--only``); ``None``: all of them."""
+    interpreter_timeout: float = 20.0
+    """Seconds a target interpreter may take to describe itself."""
+
+
+@dataclass
+class CaptureContext:
+    """The state one capture shares between its probes."""
+
+    source: Source
+    options: CaptureOptions
+    redactor: Redactor
+    sections: dict[str, Section] = field(default_factory=dict)
+    issues: list[Issue] = field(default_factory=list)
+    progress: Progress = _silent
+
+    def issue(self, probe: str, path: str, reason: str) -> None:
+        """Record something that could not be read, and carry on."""
+        self.issues.append(Issue(probe, path, reason))
+
+    def wants(self, section: str) -> bool:
+        return self.options.only is None or section in self.options.only
