@@ -62,7 +62,7 @@ def _root(
 def capture(
     output: Annotated[
         Optional[Path],
-        typer.Option("-o", "--output", help="Write the manifest here (atomically); default stdout."),
+        typer.Option("-o", "--output", help="Write the manifest here (atomically); else stdout."),
     ] = None,
     python: Annotated[
         Optional[list[str]],
@@ -96,9 +96,7 @@ def capture(
     ] = None,
     probe_versions: Annotated[
         bool,
-        typer.Option(
-            "--probe-versions", help="Run `X --version` for binaries (live host only)."
-        ),
+        typer.Option("--probe-versions", help="Run `X --version` for binaries (live host only)."),
     ] = False,
     config: Annotated[
         Optional[list[str]],

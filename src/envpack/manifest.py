@@ -221,9 +221,7 @@ def _from_document(document: object, origin: str) -> Manifest:
             raise ManifestError(f"{origin}: damaged manifest: section {name!r} is not an object")
         for key, component in section.items():
             if not isinstance(component, dict):
-                raise ManifestError(
-                    f"{origin}: damaged manifest: {name}[{key!r}] is not an object"
-                )
+                raise ManifestError(f"{origin}: damaged manifest: {name}[{key!r}] is not an object")
         sections[name] = section
     raw_issues = document.get("issues", [])
     if not isinstance(raw_issues, list) or not all(isinstance(i, dict) for i in raw_issues):
@@ -241,6 +239,7 @@ def schema_text() -> str:
     """The JSON Schema of manifest v1, as shipped inside the package."""
     return (
         resources.files("envpack")
-        .joinpath("schema", f"manifest-v{SCHEMA_VERSION}.schema.json")
+        .joinpath("schema")
+        .joinpath(f"manifest-v{SCHEMA_VERSION}.schema.json")
         .read_text(encoding="utf-8")
     )

@@ -17,6 +17,7 @@ from envpack.snapshot.source import Source, SourceReadError
 
 __all__ = ["capture", "capture_time"]
 
+
 def capture_time(environ: Mapping[str, str]) -> str:
     """Now, or ``SOURCE_DATE_EPOCH`` when set, as ISO 8601 UTC with a ``Z``."""
     epoch = environ.get("SOURCE_DATE_EPOCH")
@@ -28,6 +29,7 @@ def capture_time(environ: Mapping[str, str]) -> str:
     else:
         when = datetime.now(tz=timezone.utc).replace(microsecond=0)
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
 
 def capture(
     source: Source,
@@ -59,6 +61,7 @@ def capture(
         label=options.label,
     )
     return Manifest(meta=meta, sections=ctx.sections, issues=ctx.issues)
+
 
 def _hostname(source: Source) -> str:
     if source.is_live:

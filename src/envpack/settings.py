@@ -1,0 +1,93 @@
+"""Project settings: ``envpack.toml``, or ``[tool.envpack]`` in ``pyproject.toml``.
+
+One file holds both the capture list (``[capture]``) and the diff policy (``[policy]``);
+this module only finds and parses it, each subsystem reads its own table.
+
+Example ``envpack.toml``::
+
+    [capture]
+    config = ["/etc/myapp/*.ini", "/srv/app/.env"]
+
+    [policy]
+    fail-on = "major"
+    ignore = ["env/HOSTNAME", "network/interface:*.addresses"]
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envpack.errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 only
+    import tomli as tomllib
+
+__all__ = ["Settings", "find_settings", "load_settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The parsed settings table and where it came from (``None``: no file found)."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def table(self, name: str) -> dict[str, Any]:
+        """A sub-table such as ``capture`` or ``policy``; empty when absent."""
+        value = self.data.get(name, {})
+        if not isinstance(value, dict):
+            where = self.path or "settings"
+            raise UsageError(f"{where}: [{name}] must be a table")
+        return value
+
+
+def find_settings(start: Path | None = None) -> Path | None:
+    """The nearest ``envpack.toml`` or ``pyproject.toml`` with ``[tool.envpack]``.
+
+    Looks in ``start`` (default: the current folder) and its parents, stopping at the
+    first folder that holds either file.
+    """
+    folder = (start or Path.cwd()).resolve()
+    for candidate in (folder, *folder.parents):
+        own = candidate / "envpack.toml"
+        if own.is_file():
+            return own
+        pyproject = candidate / "pyproject.toml"
+        if (
+            pyproject.is_file()
+            and "tool" in _parse(pyproject)
+            and ("envpack" in _parse(pyproject)["tool"])
+        ):
+            return pyproject
+    return None
+
+
+def load_settings(path: Path | None = None, *, search_from: Path | None = None) -> Settings:
+    """Load the given settings file, or the one :func:`find_settings` finds."""
+    chosen = path if path is not None else find_settings(search_from)
+    if chosen is None:
+        return Settings()
+    if not chosen.is_file():
+        raise UsageError(f"{chosen}: no such settings file")
+    data = _parse(chosen)
+    if chosen.name == "pyproject.toml" or "tool" in data:
+        data = data.get("tool", {}).get("envpack", {})
+    if not isinstance(data, dict):
+        raise UsageError(f"{chosen}: [tool.envpack] must be a table")
+    return Settings(data=data, path=chosen)
+
+
+def _parse(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as stream:
+            data: dict[str, Any] = tomllib.load(stream)
+            return data
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"{path}: invalid TOML: {err}") from err
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read ({err.strerror})") from err
