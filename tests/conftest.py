@@ -1,0 +1,81 @@
+"""Session fixtures shared by the whole suite: real wheels and real virtualenvs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from realenv import build_wheel, make_venv, pyenv_python
+
+# The dev environment (CPython 3.11) and the prod one (CPython 2.7) overlap on purpose:
+# same distributions at other versions, plus one only on each side.
+DEV_WHEELS = ("requests-2.31.0", "urllib3-2.0.7", "six-1.16.0", "certifi-2023.7.22", "attrs-23.1.0")
+PROD_WHEELS = (
+    "requests-2.27.1",
+    "urllib3-1.26.18",
+    "six-1.16.0",
+    "certifi-2021.10.8",
+    "enum34-1.1.10",
+)
+
+VenvFactory = Callable[[str, tuple[str, ...]], Path]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_redaction_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets a fixed key unless it sets its own: no key file in the real home."""
+    if "ENVPACK_REDACT_KEY" not in os.environ:
+        monkeypatch.setenv("ENVPACK_REDACT_KEY", "envpack-test-key")
+
+
+@pytest.fixture(scope="session")
+def wheel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a real wheel for every source tree in fixtures/wheels/."""
+    out = tmp_path_factory.mktemp("wheels")
+    for source in sorted((Path(__file__).parent.parent / "fixtures" / "wheels").iterdir()):
+        if source.is_dir():
+            build_wheel(source.name, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def venv_factory(tmp_path_factory: pytest.TempPathFactory, wheel_dir: Path) -> VenvFactory:
+    """Make (once per session) a virtualenv of a pyenv CPython with fixture wheels in it."""
+    made: dict[tuple[str, tuple[str, ...]], Path] = {}
+
+    def factory(version: str, wheels: tuple[str, ...] = ()) -> Path:
+        key = (version, wheels)
+        if key not in made:
+            base = pyenv_python(version)
+            if base is None:
+                pytest.skip(f"CPython {version} is not installed (pyenv versions)")
+            dest = tmp_path_factory.mktemp(f"venv-{version}")
+            files = [next(wheel_dir.glob(f"{w}-*.whl")) for w in wheels]
+            made[key] = make_venv(base, dest, files)
+        return made[key]
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def dev_venv(venv_factory: VenvFactory) -> Path:
+    """Python of a CPython 3.11 virtualenv holding DEV_WHEELS."""
+    return venv_factory("3.11", DEV_WHEELS)
+
+
+@pytest.fixture(scope="session")
+def prod_venv(venv_factory: VenvFactory) -> Path:
+    """Python of a CPython 2.7 virtualenv (virtualenv 20.15.1) holding PROD_WHEELS."""
+    return venv_factory("2.7", PROD_WHEELS)
+
+
+@pytest.fixture
+def clean_env() -> Iterator[dict[str, str]]:
+    """A copy of the environment for child processes, with a fixed redaction key."""
+    env = dict(os.environ)
+    env.setdefault("ENVPACK_REDACT_KEY", "envpack-test-key")
+    env.pop("VIRTUAL_ENV", None)
+    yield env
