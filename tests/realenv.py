@@ -160,9 +160,11 @@ def run_envpack(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300, **kwargs: object
 ) -> subprocess.CompletedProcess[str]:
     """Run the real ``envpack`` CLI in a child process (``python -m envpack``)."""
+    if "stdout" not in kwargs:
+        kwargs["stdout"] = subprocess.PIPE
     return subprocess.run(  # type: ignore[call-overload, no-any-return]
         [sys.executable, "-m", "envpack", *args],
-        capture_output=True,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
         timeout=timeout,

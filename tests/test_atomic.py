@@ -1,0 +1,57 @@
+"""Atomic writes: old content or new, never half, and a clear error on a full disk."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from envpack._atomic import write_atomic
+from envpack.errors import EnvpackError
+
+
+def test_replaces_content_and_leaves_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    target.write_text("old")
+    write_atomic(target, b"new")
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(EnvpackError, match=r"cannot write .*: No such file or directory"):
+        write_atomic(tmp_path / "nope" / "out.json", b"x")
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB tmpfs, so a write runs out of space for real."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    mountpoint = tmp_path / "tiny"
+    mountpoint.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"this machine does not allow mounting a tmpfs: {result.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=False)
+
+
+def test_full_disk_keeps_the_old_file(tiny_disk: Path) -> None:
+    target = tiny_disk / "manifest.json"
+    target.write_text("previous manifest")
+    with pytest.raises(EnvpackError, match="No space left on device"):
+        write_atomic(target, b"x" * (1024 * 1024))
+    assert target.read_text() == "previous manifest"
+    assert [p.name for p in tiny_disk.iterdir()] == ["manifest.json"]

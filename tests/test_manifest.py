@@ -1,0 +1,101 @@
+"""Manifest model: canonical JSON, round trip, and one clear error for every bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from envpack.errors import ManifestError
+from envpack.manifest import (
+    SCHEMA_VERSION,
+    Issue,
+    Manifest,
+    Meta,
+    dumps,
+    load_manifest,
+    loads,
+    schema_text,
+)
+
+
+def _manifest() -> Manifest:
+    meta = Meta("0.1.0", "2024-01-01T00:00:00Z", "live", "box", "box", label="dev")
+    return Manifest(
+        meta=meta,
+        sections={
+            "python_packages": {"requests": {"name": "requests", "version": "2.31.0"}},
+            "env": {"LANG": {"value": "C.UTF-8", "redacted": False}},
+        },
+        issues=[Issue("os", "/etc/b", "unreadable"), Issue("os", "/etc/a", "unreadable")],
+    )
+
+
+def test_dumps_is_canonical_and_round_trips() -> None:
+    text = dumps(_manifest())
+    assert text.endswith("}\n")
+    document = json.loads(text)
+    assert list(document) == sorted(document)
+    assert [i["path"] for i in document["issues"]] == ["/etc/a", "/etc/b"]
+    again = loads(text)
+    assert dumps(again) == text
+    assert again.name == "dev"
+    assert again.section("binaries") == {}
+
+
+def test_schema_describes_what_dumps_writes() -> None:
+    schema = json.loads(schema_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(json.loads(dumps(_manifest())), schema)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty file"),
+        (b"\xff\xfe\x00", "not UTF-8"),
+        (b'{"schema_version": 1, "meta": {', "truncated"),
+        (b"{nope}", "invalid JSON"),
+        (b"[1, 2, 3]", "not an envpack manifest"),
+        (b'{"name": "package.json"}', "not an envpack manifest"),
+        (b'{"schema_version": "1", "meta": {}}', "bad schema_version"),
+        (b'{"schema_version": 1}', "no meta object"),
+        (b'{"schema_version": 1, "meta": {}, "env": []}', "section 'env' is not an object"),
+        (b'{"schema_version": 1, "meta": {}, "env": {"A": 1}}', "env['A'] is not an object"),
+        (b'{"schema_version": 1, "meta": {}, "issues": {}}', "'issues' is not a list"),
+        (b"[" * 100000, "nested too deeply"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(data: bytes, message: str) -> None:
+    with pytest.raises(ManifestError, match=re.escape(message)) as caught:
+        loads(data, origin="m.json")
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith("m.json: ")
+
+
+def test_newer_schema_names_both_versions() -> None:
+    newer = json.dumps({"schema_version": SCHEMA_VERSION + 1, "meta": {}})
+    with pytest.raises(ManifestError) as caught:
+        loads(newer, origin="new.json")
+    assert str(caught.value) == (
+        f"new.json: written by a newer envpack (schema {SCHEMA_VERSION + 1}); "
+        f"this one reads up to {SCHEMA_VERSION}"
+    )
+
+
+def test_truncated_real_manifest_is_reported_as_truncated(tmp_path: Path) -> None:
+    text = dumps(_manifest())
+    cut = tmp_path / "cut.json"
+    cut.write_text(text[: len(text) // 2])
+    with pytest.raises(ManifestError, match="truncated"):
+        load_manifest(cut)
+
+
+def test_missing_and_folder_paths(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="no such file"):
+        load_manifest(tmp_path / "absent.json")
+    with pytest.raises(ManifestError, match="is a folder"):
+        load_manifest(tmp_path)
