@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,12 @@ def test_replaces_content_and_leaves_no_temporary(tmp_path: Path) -> None:
     write_atomic(target, b"new")
     assert target.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_device_target_is_written_in_place_not_replaced() -> None:
+    # Renaming over /dev/null would turn the device into a regular file for everyone.
+    write_atomic(Path("/dev/null"), b"discarded")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:

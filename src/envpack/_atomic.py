@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -17,7 +18,17 @@ def write_atomic(target: Path, data: bytes, *, mode: int = 0o644) -> None:
 
     On any failure (a full disk, a missing folder) the temporary file is removed, the old
     ``target`` is untouched, and an :class:`EnvpackError` says what happened.
+
+    A target that exists and is not a regular file (``/dev/null``, a FIFO, ``/dev/stdout``)
+    is written in place: renaming over it would replace a device node with a file.
     """
+    try:
+        existing = os.stat(target)
+    except OSError:
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        _write_in_place(target, data)
+        return
     folder = target.parent if str(target.parent) else Path()
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
@@ -33,4 +44,12 @@ def write_atomic(target: Path, data: bytes, *, mode: int = 0o644) -> None:
     except OSError as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
+        raise EnvpackError(f"cannot write {target}: {err.strerror or err}") from err
+
+
+def _write_in_place(target: Path, data: bytes) -> None:
+    try:
+        with target.open("wb") as stream:
+            stream.write(data)
+    except OSError as err:
         raise EnvpackError(f"cannot write {target}: {err.strerror or err}") from err
