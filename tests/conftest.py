@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +27,17 @@ PROD_WHEELS = (
 VenvFactory = Callable[[str, tuple[str, ...]], Path]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Used by tests/diff/reporters (reporter_golden.py). Declared here: pytest reads options
+    # only from conftest files loaded at startup, and a second conftest.py would also clash
+    # with this one as module `conftest` for mypy (tests/ has no packages).
+    parser.addoption(
+        "--regen-golden",
+        action="store_true",
+        help="Rewrite the golden report files from the current output instead of comparing.",
+    )
+
+
 @pytest.fixture(autouse=True)
 def _isolated_redaction_key(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test gets a fixed key unless it sets its own: no key file in the real home."""
@@ -32,9 +46,22 @@ def _isolated_redaction_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def wheel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def real_env_base() -> Iterator[Path]:
+    """A folder for the session's wheels and virtualenvs whose path length never changes.
+
+    pytest's own temporary folders grow a digit with its run counter (pytest-99 →
+    pytest-100), and installed files embed their paths (direct_url.json, .pyc files), so
+    RECORD sizes would drift between runs and golden reports with them.
+    """
+    base = Path(tempfile.mkdtemp(prefix="envpack-tests-"))
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def wheel_dir(real_env_base: Path) -> Path:
     """A folder holding a real wheel for every source tree in fixtures/wheels/."""
-    out = tmp_path_factory.mktemp("wheels")
+    out = real_env_base / "wheels"
     for source in sorted((Path(__file__).parent.parent / "fixtures" / "wheels").iterdir()):
         if source.is_dir():
             build_wheel(source.name, out)
@@ -42,7 +69,7 @@ def wheel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def venv_factory(tmp_path_factory: pytest.TempPathFactory, wheel_dir: Path) -> VenvFactory:
+def venv_factory(real_env_base: Path, wheel_dir: Path) -> VenvFactory:
     """Make (once per session) a virtualenv of a pyenv CPython with fixture wheels in it."""
     made: dict[tuple[str, tuple[str, ...]], Path] = {}
 
@@ -52,7 +79,8 @@ def venv_factory(tmp_path_factory: pytest.TempPathFactory, wheel_dir: Path) -> V
             base = pyenv_python(version)
             if base is None:
                 pytest.skip(f"CPython {version} is not installed (pyenv versions)")
-            dest = tmp_path_factory.mktemp(f"venv-{version}")
+            digest = hashlib.sha256(repr(key).encode()).hexdigest()[:8]
+            dest = real_env_base / f"venv-{digest}"
             files = [next(wheel_dir.glob(f"{w}-*.whl")) for w in wheels]
             made[key] = make_venv(base, dest, files)
         return made[key]

@@ -20,6 +20,10 @@ from envpack.manifest import (
     loads,
     schema_text,
 )
+from envpack.redact import Redactor
+from envpack.snapshot.capture import capture
+from envpack.snapshot.context import CaptureOptions
+from envpack.snapshot.source import Source
 
 
 def _manifest() -> Manifest:
@@ -46,10 +50,24 @@ def test_dumps_is_canonical_and_round_trips() -> None:
     assert again.section("binaries") == {}
 
 
-def test_schema_describes_what_dumps_writes() -> None:
+def test_schema_is_valid_and_describes_a_real_capture() -> None:
     schema = json.loads(schema_text())
     jsonschema.Draft202012Validator.check_schema(schema)
-    jsonschema.validate(json.loads(dumps(_manifest())), schema)
+    live = capture(
+        Source.live(),
+        CaptureOptions(only=frozenset({"os", "system_packages", "env"})),
+        Redactor(b"test-key"),
+    )
+    jsonschema.validate(json.loads(dumps(live)), schema)
+    assert live.sections["system_packages"], "this Debian machine has a dpkg database"
+
+
+def test_schema_rejects_a_component_of_the_wrong_shape() -> None:
+    schema = json.loads(schema_text())
+    document = json.loads(dumps(_manifest()))
+    document["env"]["LANG"] = {"value": 42}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, schema)
 
 
 @pytest.mark.parametrize(

@@ -42,8 +42,10 @@ _NOT_SECRET = frozenset({"PWD", "OLDPWD", "SSH_AUTH_SOCK", "XAUTHORITY", "GPG_AG
 # The long words also mark a secret when glued to another word ("APITOKEN", "DBPASSWORD").
 _GLUED_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "APIKEY")
 _NAME_PARTS = re.compile(r"[_.\-\s]+")
-# scheme://user:password@host — the password is the part to hide.
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*):(?P<pw>[^@\s/]+)@")
+# scheme://user:password@host — the password is the part to hide. It runs to the LAST "@"
+# before whitespace: real passwords hold unescaped "/" and "@", and stopping at the first
+# one would leave the rest in clear. Hiding a bit too much is the safe way to be wrong.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*):(?P<pw>\S+)@")
 
 _KEY_ENV = "ENVPACK_REDACT_KEY"
 

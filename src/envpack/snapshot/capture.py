@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from envpack import __version__
@@ -12,10 +13,10 @@ from envpack.errors import UsageError
 from envpack.manifest import SECTIONS, Manifest, Meta
 from envpack.redact import Redactor
 from envpack.snapshot.context import CaptureContext, CaptureOptions, Progress
-from envpack.snapshot.probes import PROBES
+from envpack.snapshot.probes import PROBE_INPUTS, PROBES
 from envpack.snapshot.source import Source, SourceReadError
 
-__all__ = ["capture", "capture_time"]
+__all__ = ["capture", "capture_time", "with_inputs"]
 
 
 def capture_time(environ: Mapping[str, str]) -> str:
@@ -29,6 +30,19 @@ def capture_time(environ: Mapping[str, str]) -> str:
     else:
         when = datetime.now(tz=timezone.utc).replace(microsecond=0)
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def with_inputs(sections: frozenset[str]) -> frozenset[str]:
+    """``sections`` plus the sections they are read from (``--only python_packages`` needs
+    the interpreters whose ``sys.path`` it walks)."""
+    wanted = set(sections)
+    pending = list(sections)
+    while pending:
+        for needed in PROBE_INPUTS.get(pending.pop(), ()):
+            if needed not in wanted:
+                wanted.add(needed)
+                pending.append(needed)
+    return frozenset(wanted)
 
 
 def capture(
@@ -45,6 +59,7 @@ def capture(
         unknown = sorted(options.only - set(SECTIONS))
         if unknown:
             raise UsageError(f"--only: unknown section {unknown[0]!r}; choose from {SECTIONS}")
+        options = replace(options, only=with_inputs(options.only))
     ctx = CaptureContext(source=source, options=options, redactor=redactor)
     if progress is not None:
         ctx.progress = progress

@@ -1,11 +1,266 @@
-"""Probe: (being written)."""
+"""Probe: the Python interpreters the application runs on.
+
+Live, each interpreter describes itself: ``_interpreter_probe.py`` runs inside it with
+``-c``, in a temporary folder, with no stdin, with the captured environment (so
+``PYTHONPATH`` and ``PYTHONHOME`` count as they would for the application), in its own
+process group and under a time limit. An interpreter that crashes, hangs, or prints
+something that is not the probe's answer gets **no component** and one ``issues`` entry:
+a half-known interpreter in the section would compare as if it were real.
+
+Under ``--root`` nothing is run: :mod:`envpack.snapshot.offline_python` reads the same
+facts from files.
+
+Which interpreters: every ``--python`` (a path, a name looked up on the source's PATH, or a
+virtualenv folder), the first one primary; without ``--python``, ``$VIRTUAL_ENV/bin/python``
+when the source has an active virtualenv, else ``python3`` on the source's PATH — never
+envpack's own interpreter unless it is that one. The section key is the path as named
+(made absolute), not its symlink target: ``venv/bin/python`` and the base interpreter it
+points to are different interpreters.
+
+``ENVPACK_INTERPRETER_TIMEOUT`` (seconds, envpack's own environment) overrides the time
+limit; the CLI reads it with :func:`timeout_from_environ`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from envpack.errors import CaptureError, UsageError
 from envpack.snapshot.context import CaptureContext
 
-__all__ = ["probe"]
+__all__ = [
+    "PROBE_MARKER",
+    "Interpreter",
+    "ProbeFailed",
+    "default_interpreter",
+    "describe",
+    "probe",
+    "probe_source",
+    "resolve_python_arg",
+    "timeout_from_environ",
+]
+
+SECTION = "interpreters"
+PROBE_MARKER = "@@envpack-interpreter-probe@@"
+TIMEOUT_VARIABLE = "ENVPACK_INTERPRETER_TIMEOUT"
+_MAX_OUTPUT = 4 * 1024 * 1024  # the answer is a few kB; more is not the probe talking
+_REAP_SECONDS = 5.0
+
+
+class ProbeFailed(CaptureError):
+    """The interpreter did not give a usable answer; the message becomes an issue."""
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """An interpreter to describe: its section key and whether it is the primary one."""
+
+    key: str
+    primary: bool
 
 
 def probe(ctx: CaptureContext) -> None:
-    """Not written yet."""
+    """Fill the ``interpreters`` section (live: by running each one; ``--root``: files)."""
+    if not ctx.source.is_live:
+        from envpack.snapshot import offline_python
+
+        offline_python.probe(ctx)
+        return
+    section = ctx.sections.setdefault(SECTION, {})
+    for interpreter in _selected(ctx):
+        ctx.progress(f"describing {interpreter.key}")
+        try:
+            component = describe(
+                interpreter.key, ctx.source.environ, timeout=ctx.options.interpreter_timeout
+            )
+        except ProbeFailed as err:
+            ctx.issue(SECTION, interpreter.key, str(err))
+            continue
+        component["primary"] = interpreter.primary
+        section[interpreter.key] = component
+
+
+def timeout_from_environ(environ: Mapping[str, str], default: float) -> float:
+    """``ENVPACK_INTERPRETER_TIMEOUT`` as seconds when set, else ``default``."""
+    raw = environ.get(TIMEOUT_VARIABLE)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 86400:
+        raise UsageError(f"{TIMEOUT_VARIABLE}={raw!r}: give a number of seconds above 0")
+    return seconds
+
+
+# -- which interpreters ---------------------------------------------------------------------
+
+
+def _selected(ctx: CaptureContext) -> list[Interpreter]:
+    environ = ctx.source.environ
+    if ctx.options.pythons:
+        keys: list[str] = []
+        for arg in ctx.options.pythons:
+            key = resolve_python_arg(arg, environ)
+            if key not in keys:
+                keys.append(key)
+        return [Interpreter(key, index == 0) for index, key in enumerate(keys)]
+    found = default_interpreter(environ)
+    if found is None:
+        ctx.issue(
+            SECTION,
+            "",
+            "no interpreter found: VIRTUAL_ENV is not set and there is no python3 on PATH; "
+            "name one with --python",
+        )
+        return []
+    return [Interpreter(found, primary=True)]
+
+
+def resolve_python_arg(arg: str, environ: Mapping[str, str]) -> str:
+    """The absolute executable path for a ``--python`` value, or :class:`UsageError`.
+
+    A value with a slash is a path (relative to the working folder); a virtualenv folder
+    stands for its ``bin/python``; a bare name is looked up on the source's PATH.
+    """
+    if "/" not in arg:
+        found = shutil.which(arg, path=environ.get("PATH", os.defpath))
+        if found is None:
+            raise UsageError(f"--python {arg}: not found on PATH")
+        return os.path.abspath(found)
+    path = os.path.abspath(arg)
+    if os.path.isdir(path):
+        inside = os.path.join(path, "bin", "python")
+        if not os.path.exists(inside):
+            raise UsageError(f"--python {arg}: a folder without bin/python")
+        return inside
+    if not os.path.exists(path):
+        raise UsageError(f"--python {arg}: no such file")
+    return path
+
+
+def default_interpreter(environ: Mapping[str, str]) -> str | None:
+    """``$VIRTUAL_ENV/bin/python`` if the source has one active, else ``python3`` on PATH."""
+    venv = environ.get("VIRTUAL_ENV")
+    if venv:
+        candidate = os.path.join(os.path.abspath(venv), "bin", "python")
+        if os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which("python3", path=environ.get("PATH", os.defpath))
+    return os.path.abspath(found) if found else None
+
+
+# -- running the probe ----------------------------------------------------------------------
+
+
+def probe_source() -> str:
+    """The text of the script that runs inside the target interpreter."""
+    return resources.files("envpack.snapshot").joinpath("_interpreter_probe.py").read_text("utf-8")
+
+
+def describe(executable: str, environ: Mapping[str, str], *, timeout: float) -> dict[str, Any]:
+    """Run the probe inside ``executable``; its component (without ``primary``)."""
+    # Names Popen cannot pass (empty, with "=" or NUL) could not reach the app either.
+    env = {k: v for k, v in environ.items() if k and "=" not in k and "\0" not in k + v}
+    with tempfile.TemporaryDirectory(prefix="envpack-probe-") as workdir:
+        try:
+            proc = subprocess.Popen(
+                [executable, "-c", probe_source()],
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # its own process group, so a hang is killed whole
+            )
+        except OSError as err:
+            raise ProbeFailed(f"cannot run: {err.strerror or err}") from err
+        try:
+            out, err_out = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # Not yet reaped, so its pid still names its group: nothing else can be hit.
+            _kill_group(proc)
+            raise ProbeFailed(
+                f"did not answer within {timeout:g} s (hung?); killed its process group"
+            ) from None
+    if proc.returncode < 0:
+        raise ProbeFailed(f"crashed: killed by signal {_signal_name(-proc.returncode)}")
+    if proc.returncode != 0:
+        raise ProbeFailed(f"exited with status {proc.returncode}{_last_line(err_out)}")
+    return _parse(out, err_out)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.returncode is None:
+        try:
+            proc.communicate(timeout=_REAP_SECONDS)
+        except subprocess.TimeoutExpired:
+            # A descendant that left the group still holds the pipes: stop waiting for it.
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+            proc.wait(timeout=_REAP_SECONDS)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines()]
+    lines = [line for line in lines if line]
+    return f": {lines[-1][:300]}" if lines else ""
+
+
+_FIELDS = (
+    "implementation",
+    "version",
+    "version_info",
+    "executable",
+    "real_executable",
+    "prefix",
+    "base_prefix",
+    "virtualenv",
+    "platform",
+    "soabi",
+    "ext_suffix",
+    "abi_tag",
+    "interpreter_tag",
+    "sys_path",
+    "site_packages",
+    "markers",
+)
+
+
+def _parse(out: bytes, err_out: bytes) -> dict[str, Any]:
+    if len(out) > _MAX_OUTPUT:
+        raise ProbeFailed("printed too much output; not a Python interpreter?")
+    marker = PROBE_MARKER.encode("ascii")
+    index = out.rfind(marker)
+    if index < 0:
+        raise ProbeFailed(f"gave no answer (not a Python interpreter?){_last_line(err_out)}")
+    try:
+        data = json.loads(out[index + len(marker) :].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ProbeFailed(f"gave an unreadable answer ({err})") from err
+    if not isinstance(data, dict) or any(name not in data for name in _FIELDS):
+        raise ProbeFailed("gave an incomplete answer")
+    component: dict[str, Any] = {name: data[name] for name in _FIELDS}
+    component["source"] = "probe"
+    return component
