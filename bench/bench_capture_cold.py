@@ -1,0 +1,143 @@
+"""Benchmark: a cold full `envpack capture` against hashing the same bytes with hashlib.
+
+    python3 bench/bench_capture_cold.py [--repeat N]
+
+"Cold" means an empty hash cache (a fresh XDG_CACHE_HOME for every run), so envpack
+hashes every binary and library it records; the page cache is warm for both sides (one
+untimed run of each first), so the comparison is CPU against CPU, not disk against disk.
+
+The baseline is the cheapest way to learn the same hashes: one Python process reading
+exactly the files envpack hashed (the list is recorded from an in-process capture) in
+1 MiB blocks through hashlib.sha256, one after the other. Goal: envpack <= 1.2x.
+
+The virtualenv is bench_python_capture's (about 25 distributions, cached in bench/.venvs/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_python_capture import _envpack_command, _find_python311, ensure_venv
+
+from envpack.manifest import SECTIONS
+from envpack.redact import Redactor
+from envpack.snapshot import hashcache
+from envpack.snapshot.capture import capture
+from envpack.snapshot.context import CaptureOptions
+from envpack.snapshot.source import Source
+
+GOAL = 1.2
+
+_HASHLIB = """
+import hashlib, sys
+paths = open(sys.argv[1], encoding="utf-8").read().splitlines()
+total = 0
+for path in paths:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while True:
+            block = stream.read(1 << 20)
+            if not block:
+                break
+            digest.update(block)
+            total += len(block)
+print(total)
+"""
+
+
+def _recorded_files(python: Path, env: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Host paths of every file an uncached capture hashes, and the sections it filled."""
+    options = CaptureOptions(pythons=(str(python),), use_cache=False)
+    with hashcache.recording() as hashed:
+        manifest = capture(Source.live(environ=env), options, Redactor(b"bench"))
+        paths = list(dict.fromkeys(hashed))
+    filled = [s for s in SECTIONS if manifest.sections.get(s)]
+    return paths, filled
+
+
+_CPU: dict[str, list[float]] = {}
+"""CPU seconds (user + system, all threads) of each timed command, by its first word."""
+
+
+def _time(cmd: list[str], env: dict[str, str]) -> float:
+    """Wall seconds of one run; its CPU seconds go to _CPU (wall depends on machine load)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, env=env, check=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    _CPU.setdefault(cmd[0], []).append(cpu)
+    return wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each side (min 3)")
+    parser.add_argument("--python", help="base CPython 3.11 for the venv")
+    args = parser.parse_args()
+    repeat = max(3, args.repeat)
+    python = ensure_venv(args.python or _find_python311())
+    env = dict(os.environ)
+    env.pop("VIRTUAL_ENV", None)
+    env.setdefault("ENVPACK_REDACT_KEY", "envpack-bench-key")
+    paths, filled = _recorded_files(python, env)
+    size = sum(os.path.getsize(p) for p in paths)
+    with tempfile.TemporaryDirectory(prefix="envpack-bench-") as scratch:
+        listing = Path(scratch) / "files.txt"
+        listing.write_text("\n".join(paths) + "\n", encoding="utf-8")
+        hash_cmd = [sys.executable, "-c", _HASHLIB, str(listing)]
+        envpack_cmd = [
+            *_envpack_command(),
+            "capture",
+            "--python",
+            str(python),
+            "-o",
+            os.devnull,
+            "-q",
+        ]
+
+        def cold_envpack(run: int) -> float:
+            cache_home = Path(scratch) / f"cache-{run}"  # empty: every hash is computed
+            return _time(envpack_cmd, {**env, "XDG_CACHE_HOME": str(cache_home)})
+
+        cold_envpack(-1)  # untimed: warms the page cache and the .pyc files
+        _time(hash_cmd, env)
+        _CPU.clear()
+        load_before = os.getloadavg()[0]
+        envpack_times: list[float] = []
+        hash_times: list[float] = []
+        for run in range(repeat):
+            envpack_times.append(cold_envpack(run))
+            hash_times.append(_time(hash_cmd, env))
+    envpack_median = statistics.median(envpack_times)
+    hash_median = statistics.median(hash_times)
+    ratio = envpack_median / hash_median
+    print(f"sections filled: {', '.join(filled)}")
+    print(f"files hashed: {len(paths)} ({size / 1e6:.0f} MB)")
+    print(f"envpack: {' '.join(envpack_cmd)}  (fresh XDG_CACHE_HOME each run)")
+    print(f"hashlib: one process, sha256 of the same {len(paths)} files, 1 MiB reads")
+    print(f"envpack capture (cold cache): median {envpack_median:.2f} s over {repeat} runs")
+    print(f"hashlib alone:                median {hash_median:.2f} s over {repeat} runs")
+    verdict = "meets" if ratio <= GOAL else "MISSES"
+    print(f"ratio envpack/hashlib: {ratio:.2f} ({verdict} the goal <= {GOAL})")
+    envpack_cpu = statistics.median(_CPU[envpack_cmd[0]])
+    hash_cpu = statistics.median(_CPU[hash_cmd[0]])
+    print(
+        f"CPU (user+sys) medians: envpack {envpack_cpu:.2f} s, hashlib {hash_cpu:.2f} s, "
+        f"ratio {envpack_cpu / hash_cpu:.2f}; load average {load_before:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after on {os.cpu_count()} CPUs (envpack hashes in "
+        "threads: wall time gains from idle cores only)"
+    )
+
+
+if __name__ == "__main__":
+    main()

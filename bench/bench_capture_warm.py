@@ -1,0 +1,95 @@
+"""Benchmark: a warm full `envpack capture` against `pip inspect` on the same virtualenv.
+
+    python3 bench/bench_capture_warm.py [--repeat N]
+
+Every section is captured (no --only); the hash cache is warm (a private XDG_CACHE_HOME,
+filled by one untimed capture), so nothing unchanged is hashed again. pip inspect reports
+only the Python distributions; envpack records those and the interpreter, OS, system
+packages, binaries, libraries, config files, environment and network besides.
+Goal: envpack <= 1.0x pip inspect.
+
+The virtualenv is bench_python_capture's (about 25 distributions, cached in bench/.venvs/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import tempfile
+import time
+
+from bench_python_capture import _envpack_command, _find_python311, ensure_venv
+
+GOAL = 1.0
+
+
+_CPU: dict[str, list[float]] = {}
+"""CPU seconds (user + system, all threads) of each timed command, by its first word."""
+
+
+def _time(cmd: list[str], env: dict[str, str]) -> float:
+    """Wall seconds of one run; its CPU seconds go to _CPU (wall depends on machine load)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, env=env, check=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    _CPU.setdefault(cmd[0], []).append(cpu)
+    return wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7, help="runs of each tool (min 3)")
+    parser.add_argument("--python", help="base CPython 3.11 for the venv")
+    args = parser.parse_args()
+    repeat = max(3, args.repeat)
+    python = ensure_venv(args.python or _find_python311())
+    env = dict(os.environ)
+    env.pop("VIRTUAL_ENV", None)
+    env.setdefault("ENVPACK_REDACT_KEY", "envpack-bench-key")
+    with tempfile.TemporaryDirectory(prefix="envpack-bench-") as cache_home:
+        env["XDG_CACHE_HOME"] = cache_home
+        envpack_cmd = [
+            *_envpack_command(),
+            "capture",
+            "--python",
+            str(python),
+            "-o",
+            os.devnull,
+            "-q",
+        ]
+        pip_cmd = [str(python), "-m", "pip", "inspect", "--disable-pip-version-check"]
+        _time(envpack_cmd, env)  # untimed: fills the hash cache, warms pages and .pyc files
+        _time(pip_cmd, env)
+        _CPU.clear()
+        load_before = os.getloadavg()[0]
+        envpack_times: list[float] = []
+        pip_times: list[float] = []
+        for _ in range(repeat):
+            envpack_times.append(_time(envpack_cmd, env))
+            pip_times.append(_time(pip_cmd, env))
+    envpack_median = statistics.median(envpack_times)
+    pip_median = statistics.median(pip_times)
+    ratio = envpack_median / pip_median
+    print(f"envpack: {' '.join(envpack_cmd)}  (warm hash cache)")
+    print(f"pip:     {' '.join(pip_cmd)} > /dev/null")
+    print(f"envpack capture (all sections, warm): median {envpack_median:.2f} s over {repeat} runs")
+    print(f"pip inspect:                          median {pip_median:.2f} s over {repeat} runs")
+    verdict = "meets" if ratio <= GOAL else "MISSES"
+    print(f"ratio envpack/pip inspect: {ratio:.2f} ({verdict} the goal <= {GOAL})")
+    envpack_cpu = statistics.median(_CPU[envpack_cmd[0]])
+    pip_cpu = statistics.median(_CPU[pip_cmd[0]])
+    print(
+        f"CPU (user+sys) medians: envpack {envpack_cpu:.2f} s, pip inspect {pip_cpu:.2f} s, "
+        f"ratio {envpack_cpu / pip_cpu:.2f}; load average {load_before:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after on {os.cpu_count()} CPUs"
+    )
+
+
+if __name__ == "__main__":
+    main()

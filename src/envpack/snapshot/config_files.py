@@ -1,0 +1,393 @@
+"""Probe: config files → section ``config_files``, keyed by the path inside the source.
+
+The default set is what changes how Python applications reach the network and the clock:
+the CA bundle, hosts, resolv.conf, nsswitch.conf, gai.conf, timezone/localtime,
+openssl.cnf and pip's config files. ``--config GLOB`` and a ``config = [...]`` list in
+the ``[capture]`` table of envpack.toml add more; globs match inside the source.
+
+Each entry records what the file *is* (type, size, mode, owner, SHA-256) and, for the
+formats :mod:`config_parsers` knows, its flattened keys so a diff can name the key that
+changed. FIFOs, sockets and device nodes are recorded by type and never opened, so a
+hostile tree cannot make a capture hang. A file holding secrets gets keyed fingerprints
+for those values and a keyed fingerprint instead of its plain SHA-256 (a plain hash of a
+small file with a weak password in it could be brute-forced).
+"""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import os
+import posixpath
+import pwd
+import stat
+from fnmatch import fnmatchcase
+from typing import Any
+
+from envpack.errors import UsageError
+from envpack.manifest import Component
+from envpack.redact import is_secret_name
+from envpack.settings import load_settings
+from envpack.snapshot.config_parsers import (
+    PARSERS,
+    ConfigParseError,
+    detect_format,
+    parse_pem,
+)
+from envpack.snapshot.context import CaptureContext
+from envpack.snapshot.source import NotRegularFile, Source, SourceReadError, file_kind
+
+__all__ = ["DEFAULT_FILES", "PARSE_LIMIT", "describe", "expand_glob", "probe"]
+
+SECTION = "config_files"
+
+PARSE_LIMIT = 4 * 1024 * 1024
+"""Bytes of a file that are parsed into keys; a bigger file is hashed whole, not parsed."""
+_MAX_GLOB_MATCHES = 5000
+_CHUNK = 1024 * 1024
+
+DEFAULT_FILES = (
+    # CA bundles: Debian/Ubuntu, RHEL/Fedora, Alpine/macOS-style.
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/etc/nsswitch.conf",
+    "/etc/gai.conf",
+    "/etc/timezone",
+    "/etc/localtime",
+    "/etc/ssl/openssl.cnf",
+    "/usr/lib/ssl/openssl.cnf",
+    "/etc/pip.conf",
+    "/etc/xdg/pip/pip.conf",
+)
+# Environment variables naming a config file that the live process would use.
+_FILE_VARIABLES = (
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "PIP_CERT",
+    "PIP_CONFIG_FILE",
+)
+# Formats whose content can carry secrets as plain key values.
+_KEYED_FORMATS = frozenset({"ini", "json", "yaml", "toml", "env", "keyvalue"})
+# System files whose keys are database names, addresses or resolver keywords, never
+# secrets: nsswitch.conf's "passwd:" line names a database, it holds no password.
+_NO_SECRET_KEYS = frozenset({"nsswitch.conf", "hosts", "resolv.conf", "gai.conf", "host.conf"})
+# A redacted value that is only a reference (a path, a $variable) reveals nothing by the
+# file's plain hash, so it does not make the file secret: openssl.cnf's private_key = path.
+_REFERENCE = ("/", "$", "~", "./", "../")
+# A list of {name: X, value: Y} pairs (container env, Helm values): Y is secret when X is.
+_VALUE_FIELDS = frozenset({"value", "val"})
+_NAME_FIELDS = ("name", "key")
+
+
+def probe(ctx: CaptureContext) -> None:
+    """Describe the default config files, the ``--config`` globs and envpack.toml's list."""
+    section: dict[str, Component] = {}
+    for inner in sorted(_candidates(ctx)):
+        component = describe(ctx, inner)
+        if component is not None:
+            section[inner] = component
+    ctx.sections[SECTION] = section
+
+
+# -- which files ---------------------------------------------------------------------------
+
+
+def _candidates(ctx: CaptureContext) -> set[str]:
+    source = ctx.source
+    found: set[str] = set()
+    wanted = list(DEFAULT_FILES) + _live_user_files(source)
+    for inner in wanted:
+        if _present(ctx, inner):
+            found.add(inner)
+    for pattern, base in _patterns(ctx):
+        absolute = _absolute(pattern, base, source)
+        if absolute is None:
+            ctx.issue(SECTION, pattern, "relative path: give a path inside the captured root")
+            continue
+        try:
+            matches = expand_glob(source, absolute)
+        except SourceReadError as err:
+            ctx.issue(SECTION, pattern, str(err))
+            continue
+        if not matches:
+            ctx.issue(SECTION, pattern, "no file matches")
+        if len(matches) > _MAX_GLOB_MATCHES:
+            ctx.issue(SECTION, pattern, f"more than {_MAX_GLOB_MATCHES} matches; rest skipped")
+            matches = matches[:_MAX_GLOB_MATCHES]
+        found.update(matches)
+    return found
+
+
+def _present(ctx: CaptureContext, inner: str) -> bool:
+    try:
+        return ctx.source.lstat(inner) is not None
+    except SourceReadError as err:
+        ctx.issue(SECTION, inner, str(err))
+        return False
+
+
+def _live_user_files(source: Source) -> list[str]:
+    """pip's per-user files and the files named by variables: the live process only."""
+    if not source.is_live:
+        return []
+    out: list[str] = []
+    home = source.environ.get("HOME") or _home_of_uid(os.getuid())
+    if home:
+        out += [f"{home}/.config/pip/pip.conf", f"{home}/.pip/pip.conf"]
+    for name in _FILE_VARIABLES:
+        value = source.environ.get(name, "")
+        if value.startswith("/"):
+            out.append(posixpath.normpath(value))
+    return out
+
+
+def _home_of_uid(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_dir
+    except KeyError:
+        return ""
+
+
+def _patterns(ctx: CaptureContext) -> list[tuple[str, str | None]]:
+    """``(pattern, folder relative patterns start from)`` from the CLI and envpack.toml."""
+    out: list[tuple[str, str | None]] = [(p, None) for p in ctx.options.config_globs]
+    settings = load_settings()
+    listed = settings.table("capture").get("config", [])
+    if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
+        raise UsageError(f"{settings.path}: [capture] config must be a list of path globs")
+    base = str(settings.path.parent) if settings.path is not None else None
+    out += [(p, base) for p in listed]
+    return out
+
+
+def _absolute(pattern: str, base: str | None, source: Source) -> str | None:
+    if pattern.startswith("/"):
+        return posixpath.normpath(pattern)
+    if not source.is_live:
+        return None  # a relative path means nothing inside an offline rootfs
+    return posixpath.normpath(posixpath.join(base or os.getcwd(), pattern))
+
+
+def _has_magic(part: str) -> bool:
+    return any(char in part for char in "*?[")
+
+
+def expand_glob(source: Source, pattern: str) -> list[str]:
+    """Paths inside ``source`` matching an absolute glob, sorted.
+
+    Shell rules: ``*`` and ``?`` stay within one path part and skip dot-files unless the
+    part starts with a dot; ``**`` spans folders but never follows a symlinked folder (no
+    loops). Folders are listed through the source, so symlinks never leave a root.
+    """
+    parts = [part for part in pattern.split("/") if part]
+    results: list[str] = []
+
+    def walk(prefix: str, index: int) -> None:
+        if len(results) > _MAX_GLOB_MATCHES:
+            return
+        if index == len(parts):
+            results.append(prefix or "/")
+            return
+        part = parts[index]
+        last = index == len(parts) - 1
+        if part == "**":
+            walk(prefix, index + 1)
+            for name in source.listdir(prefix or "/"):
+                child = f"{prefix}/{name}"
+                st = source.lstat(child)
+                if not name.startswith(".") and st is not None and stat.S_ISDIR(st.st_mode):
+                    walk(child, index)
+            return
+        if not _has_magic(part):
+            child = f"{prefix}/{part}"
+            if not last:
+                walk(child, index + 1)
+            elif source.lstat(child) is not None:
+                results.append(child)
+            return
+        for name in source.listdir(prefix or "/"):
+            if name.startswith(".") and not part.startswith("."):
+                continue
+            if fnmatchcase(name, part):
+                walk(f"{prefix}/{name}", index + 1)
+
+    walk("", 0)
+    return sorted(set(results))
+
+
+# -- one file ------------------------------------------------------------------------------
+
+
+def describe(ctx: CaptureContext, inner: str) -> Component | None:
+    """The component for one path, or ``None`` when nothing is there.
+
+    Problems (a symlink loop, an unreadable file, a parse error) become issues and the
+    component keeps whatever could be learned.
+    """
+    source = ctx.source
+    try:
+        st = source.lstat(inner)
+    except SourceReadError as err:
+        ctx.issue(SECTION, inner, str(err))
+        return {"path": inner, "type": "unknown"}
+    if st is None:
+        return None
+    kind = file_kind(st.st_mode)
+    component: Component = {"path": inner, "type": kind}
+    if kind == "symlink":
+        target = _follow(ctx, inner, component)
+        if target is None:
+            return component
+        st = target
+        kind = component["target_type"]
+    _metadata(component, st, source.is_live)
+    if kind == "file":
+        _content(ctx, inner, component)
+    return component
+
+
+def _follow(ctx: CaptureContext, inner: str, component: Component) -> os.stat_result | None:
+    """Record where a symlink leads, inside the source; the stat of its target."""
+    source = ctx.source
+    component["link"] = source.readlink(inner)
+    try:
+        resolved = source.resolve(inner)
+        target = source.stat(inner)
+    except SourceReadError as err:
+        component["resolved"] = None
+        component["target_type"] = "unresolvable"
+        ctx.issue(SECTION, inner, str(err))
+        return None
+    component["resolved"] = resolved.inner
+    if target is None:
+        component["target_type"] = "missing"
+        return None
+    component["target_type"] = file_kind(target.st_mode)
+    return target
+
+
+def _metadata(component: Component, st: os.stat_result, live: bool) -> None:
+    component["size"] = st.st_size
+    component["mode"] = f"{stat.S_IMODE(st.st_mode):04o}"
+    component["owner"] = f"{st.st_uid}:{st.st_gid}"
+    # Names come from this host's user database: only meaningful for a live capture.
+    component["owner_name"] = _owner_name(st.st_uid, st.st_gid) if live else None
+
+
+def _owner_name(uid: int, gid: int) -> str | None:
+    try:
+        user = pwd.getpwuid(uid).pw_name
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        return None
+    return f"{user}:{group}"
+
+
+def _content(ctx: CaptureContext, inner: str, component: Component) -> None:
+    try:
+        data, digest, size = _read(ctx.source, inner)
+    except NotRegularFile as err:  # swapped for a FIFO/device between lstat and open
+        component["target_type" if "target_type" in component else "type"] = err.kind
+        ctx.issue(SECTION, inner, str(err))
+        return
+    except SourceReadError as err:
+        ctx.issue(SECTION, inner, f"cannot read: {err}")
+        return
+    fmt = detect_format(inner, data[:8192])
+    component["format"] = fmt
+    keys: dict[str, str] = {}
+    secret = False
+    if size > PARSE_LIMIT:
+        ctx.issue(SECTION, inner, f"larger than {PARSE_LIMIT} bytes: hashed, keys not parsed")
+        secret = fmt in _KEYED_FORMATS
+    elif fmt == "pem":
+        secret = _pem(ctx, inner, data, component)
+    elif fmt in PARSERS:
+        text = data.decode("utf-8", "replace")
+        try:
+            parsed = PARSERS[fmt](text)
+        except ConfigParseError as err:
+            ctx.issue(SECTION, inner, f"{err}; keys not recorded")
+            secret = fmt in _KEYED_FORMATS  # it may hold secrets we could not find
+        else:
+            exempt = inner.rsplit("/", 1)[-1] in _NO_SECRET_KEYS
+            keys, secret = (dict(sorted(parsed.items())), False) if exempt else _redact(ctx, parsed)
+    component["keys"] = keys
+    if secret:
+        component["sha256"] = None
+        component["fingerprint"] = ctx.redactor.fingerprint(digest)
+    else:
+        component["sha256"] = digest
+
+
+def _read(source: Source, inner: str) -> tuple[bytes, str, int]:
+    """The first ``PARSE_LIMIT + 1`` bytes, the SHA-256 of the whole file and its size."""
+    fd, _ = source.open_fd(inner)
+    hasher = hashlib.sha256()
+    kept = bytearray()
+    size = 0
+    try:
+        with os.fdopen(fd, "rb", closefd=True) as stream:
+            while chunk := stream.read(_CHUNK):
+                hasher.update(chunk)
+                size += len(chunk)
+                if len(kept) <= PARSE_LIMIT:
+                    kept += chunk[: PARSE_LIMIT + 1 - len(kept)]
+    except OSError as err:
+        raise SourceReadError(f"{inner}: {err.strerror}") from err
+    return bytes(kept), hasher.hexdigest(), size
+
+
+def _pem(ctx: CaptureContext, inner: str, data: bytes, component: Component) -> bool:
+    try:
+        facts = parse_pem(data)
+    except ConfigParseError as err:
+        ctx.issue(SECTION, inner, str(err))
+        return False
+    component["certificates"] = len(facts.certificates)
+    component["certificate_sha256"] = facts.certificates
+    if facts.private_keys:
+        component["private_keys"] = facts.private_keys
+    if facts.other:
+        component["other_blocks"] = facts.other
+    return facts.private_keys > 0
+
+
+def _last_name(key: str) -> str:
+    """The last non-index part of a flat key: ``db.passwords.0`` → ``passwords``."""
+    for part in reversed(key.split(".")):
+        if part and not part.isdigit():
+            return part
+    return key
+
+
+def _named_secret(key: str, parsed: dict[str, Any]) -> bool:
+    """``env.1.value`` whose sibling ``env.1.name`` is ``DB_PASSWORD`` (Kubernetes style)."""
+    prefix, _, last = key.rpartition(".")
+    if last not in _VALUE_FIELDS:
+        return False
+    for field in _NAME_FIELDS:
+        name = parsed.get(f"{prefix}.{field}" if prefix else field)
+        if isinstance(name, str) and is_secret_name(name):
+            return True
+    return False
+
+
+def _redact(ctx: CaptureContext, parsed: dict[str, Any]) -> tuple[dict[str, str], bool]:
+    """Secret-looking keys get a keyed fingerprint; passwords in URLs are hidden."""
+    out: dict[str, str] = {}
+    secret = False
+    for key in sorted(parsed):
+        value = str(parsed[key])
+        if is_secret_name(_last_name(key)) or _named_secret(key, parsed):
+            out[key] = ctx.redactor.fingerprint(value)
+            secret = secret or (value != "" and not value.startswith(_REFERENCE))
+        else:
+            cleaned = ctx.redactor.redact_urls(value)
+            secret = secret or cleaned != value
+            out[key] = cleaned
+    return out, secret
