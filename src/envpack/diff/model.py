@@ -62,6 +62,9 @@ class Change:
     severity: Severity
     reason: str
     """One line in plain words: why this matters."""
+    disposition: str | None = None
+    """``None`` normally; ``"expected"`` (a policy ``expected`` entry) or ``"accepted"``
+    (listed in an ``--accepted`` file) when the policy lowered it to ``info``."""
 
     @property
     def where(self) -> str:
@@ -116,3 +119,5 @@ class DiffResult:
     values: dict[tuple[str, str, str | None], dict[str, Any]] = field(default_factory=dict)
     """For the matrix: ``(section, key, field)`` → environment name → value, for each
     changed cell; environments without the component are absent from the inner dict."""
+    notes: list[str] = field(default_factory=list)
+    """Things the user should know that are not drift (requirement lines not checked)."""

@@ -1,0 +1,328 @@
+"""Keyed comparison of two manifests: pure, and fast on 100,000-package sections.
+
+Each section is matched by key; a component only in the baseline is ``removed``, one only
+in the other environment is ``added``, and a component in both is compared field by field
+(nested objects flattened to ``field.sub``, so a config file's ``keys`` dict gives one
+change per ``keys.<name>``). Equal components are skipped with one ``==`` in C and never
+produce an object; versions are only parsed for the few that differ.
+
+Special cases:
+
+* ``interpreters`` — the two *primary* interpreters (``"primary": true``) are compared
+  with each other under the key ``primary`` even when their paths differ.
+* ``python_packages`` / ``interpreters`` — ``version`` graded with PEP 440;
+  ``system_packages`` — ``version`` ordered by the component's ``manager`` (dpkg, rpm, apk).
+* ``libraries`` — keys are sonames; a removed ``libssl.so.1.1`` and an added
+  ``libssl.so.3`` (same stem ``libssl.so``) become one ``soname`` change under the key
+  ``libssl.so``: an ABI break when the major differs.
+* ``meta`` is not compared, except the number of capture issues (info).
+* Bookkeeping fields (a package's folder and interpreter) are not compared, and fields
+  that follow from a version change (ABI tag, sys.path, RECORD size …) are not listed
+  beside it: see ``_BOOKKEEPING`` and ``_FOLLOW_VERSION``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from envpack.diff.model import Change, ChangeKind, Drift
+from envpack.diff.severity import grade
+from envpack.diff.versions import VersionDelta, delta
+from envpack.manifest import SECTIONS, Component, Manifest, Section
+
+__all__ = ["MISSING", "PRIMARY", "cell", "compare", "compare_sections", "soname_stem"]
+
+PRIMARY = "primary"
+"""Key under which the two primary interpreters are compared."""
+
+MISSING: Any = object()
+"""What :func:`cell` returns for an environment without the component or field."""
+
+_VERSIONED = {"python_packages", "interpreters", "system_packages"}
+
+# Fields that only say where a component sits or which interpreter sees it. They differ
+# between any two machines (/home/dev/venv vs /opt/app/venv) for every package and say
+# nothing that the key and the version do not.
+_BOOKKEEPING: dict[str, tuple[str, ...]] = {
+    "python_packages": ("interpreter", "location", "metadata_dir"),
+}
+# Fields that follow from a version (or implementation) change. Listing them beside it
+# would bury the one line that matters ("Python 3.11.7 → 2.7.18") under twenty that
+# restate it (abi tag, sys.path, markers, RECORD size …).
+_FOLLOW_VERSION: dict[str, tuple[str, ...]] = {
+    "python_packages": (
+        "size", "files", "direct_url", "requires", "requires_python", "top_level", "verify",
+    ),
+    "interpreters": (
+        "version_info", "abi_tag", "interpreter_tag", "soabi", "ext_suffix", "sys_path",
+        "site_packages", "real_executable", "base_prefix", "markers.python_version",
+        "markers.python_full_version", "markers.implementation_name",
+        "markers.implementation_version", "markers.sys_platform",
+    ),
+    "system_packages": ("source",),
+}  # fmt: skip
+
+
+def compare(baseline: Manifest, other: Manifest) -> Drift:
+    """Every difference from ``baseline`` to ``other``, graded with the default severities."""
+    drift = Drift(baseline=baseline.name, other=other.name)
+    drift.changes.extend(compare_sections(baseline, other))
+    return drift
+
+
+def compare_sections(a: Manifest, b: Manifest) -> Iterator[Change]:
+    """The changes, section by section in :data:`SECTIONS` order, keys sorted."""
+    for name in SECTIONS:
+        sa, sb = a.section(name), b.section(name)
+        if sa is sb or sa == sb:
+            continue
+        if name == "interpreters":
+            found = _interpreters(sa, sb)
+        elif name == "libraries":
+            found = _libraries(sa, sb)
+        else:
+            found = list(_keyed(name, sa, sb))
+        found.sort(key=_order)
+        yield from found
+    if len(a.issues) != len(b.issues):
+        yield _change("meta", "issues", "count", len(a.issues), len(b.issues), ChangeKind.CHANGED)
+
+
+def _order(change: Change) -> tuple[str, str]:
+    return (change.key, change.field or "")
+
+
+def _change(
+    section: str,
+    key: str,
+    field: str | None,
+    before: Any,
+    after: Any,
+    kind: ChangeKind,
+    *,
+    delta: VersionDelta | None = None,
+    needed: bool = False,
+    flattened_keys: bool = False,
+) -> Change:
+    severity, reason = grade(
+        section,
+        key,
+        field,
+        before,
+        after,
+        kind,
+        delta=delta,
+        needed=needed,
+        flattened_keys=flattened_keys,
+    )
+    return Change(section, key, field, before, after, kind, severity, reason)
+
+
+def _keyed(section: str, sa: Section, sb: Section) -> Iterator[Change]:
+    get = sb.get
+    for key, ca in sa.items():
+        cb = get(key)
+        if cb is None:
+            yield _whole(section, key, ca, None)
+        elif ca != cb:
+            yield from _fields(section, key, ca, cb)
+    if len(sb) != len(sa) or sb.keys() != sa.keys():
+        for key, cb in sb.items():
+            if key not in sa:
+                yield _whole(section, key, None, cb)
+
+
+def _whole(section: str, key: str, ca: Component | None, cb: Component | None) -> Change:
+    kind = ChangeKind.REMOVED if cb is None else ChangeKind.ADDED
+    component = ca if ca is not None else cb
+    needed = bool(component and (component.get("needed_by") or component.get("required_by")))
+    return _change(section, key, None, ca, cb, kind, needed=needed)
+
+
+def _fields(section: str, key: str, ca: Component, cb: Component) -> Iterator[Change]:
+    flat = isinstance(ca.get("keys"), dict) and isinstance(cb.get("keys"), dict)
+    # Order versions by the package manager only when both sides agree on it: a dpkg
+    # version against an rpm one has no manager ordering, and picking one side's would
+    # make diff(A, B) and diff(B, A) disagree.
+    manager = ca.get("manager") if ca.get("manager") == cb.get("manager") else None
+    skip = _BOOKKEEPING.get(section, ())
+    if ca.get("version") != cb.get("version") or ca.get("implementation") != cb.get(
+        "implementation"
+    ):
+        skip += _FOLLOW_VERSION.get(section, ())
+    for field, before, after in _flat_diff(ca, cb, ""):
+        if skip and _covered(field, skip):
+            continue
+        if before is MISSING:
+            yield _change(section, key, field, None, after, ChangeKind.ADDED, flattened_keys=flat)
+            continue
+        if after is MISSING:
+            yield _change(
+                section, key, field, before, None, ChangeKind.REMOVED, flattened_keys=flat
+            )
+            continue
+        kind = ChangeKind.CHANGED
+        version_delta = None
+        if (
+            field == "version"
+            and section in _VERSIONED
+            and isinstance(before, str)
+            and isinstance(after, str)
+        ):
+            version_delta = delta(
+                section, manager if isinstance(manager, str) else None, before, after
+            )
+            if version_delta.order > 0:
+                kind = ChangeKind.UPGRADED
+            elif version_delta.order < 0:
+                kind = ChangeKind.DOWNGRADED
+        yield _change(
+            section, key, field, before, after, kind, delta=version_delta, flattened_keys=flat
+        )
+
+
+def _covered(field: str, names: tuple[str, ...]) -> bool:
+    """Whether ``field`` is one of ``names`` or lies inside one of them."""
+    return any(field == name or field.startswith(name + ".") for name in names)
+
+
+def _flat_diff(
+    ca: dict[str, Any], cb: dict[str, Any], prefix: str
+) -> Iterator[tuple[str, Any, Any]]:
+    """``(dotted field, before, after)`` for each differing leaf; objects are walked into."""
+    for field in sorted(ca.keys() | cb.keys()):
+        before, after = ca.get(field, MISSING), cb.get(field, MISSING)
+        if before == after and before is not MISSING:
+            continue
+        name = prefix + field
+        if isinstance(before, dict) and isinstance(after, dict):
+            yield from _flat_diff(before, after, name + ".")
+        else:
+            yield name, before, after
+
+
+# --- interpreters ------------------------------------------------------------------------
+
+
+def _primary(section: Section) -> str | None:
+    for key in sorted(section):
+        if section[key].get("primary") is True:
+            return key
+    return None
+
+
+def _interpreters(sa: Section, sb: Section) -> list[Change]:
+    pa, pb = _primary(sa), _primary(sb)
+    if pa is None or pb is None:
+        return list(_keyed("interpreters", sa, sb))
+    ca, cb = sa[pa], sb[pb]
+    found = list(_fields("interpreters", PRIMARY, ca, cb))
+    if pa != pb and ca.get("executable") == cb.get("executable"):
+        # The paths differ only in how they were named: say so, once.
+        found.append(_change("interpreters", PRIMARY, "path", pa, pb, ChangeKind.CHANGED))
+    rest_a = {k: v for k, v in sa.items() if k != pa}
+    rest_b = {k: v for k, v in sb.items() if k != pb}
+    found.extend(_keyed("interpreters", rest_a, rest_b))
+    return found
+
+
+# --- libraries -----------------------------------------------------------------------------
+
+
+def soname_stem(soname: str) -> tuple[str, str]:
+    """``libssl.so.1.1`` → ``("libssl.so", "1")``; ``libfoo.so`` → ``("libfoo.so", "")``."""
+    index = soname.rfind(".so")
+    if index < 0:
+        return soname, ""
+    stem, rest = soname[: index + 3], soname[index + 3 :]
+    if rest and not rest.startswith("."):
+        return soname, ""  # ".so" was part of the name (libfoo.sox), not the suffix
+    return stem, rest[1:].split(".", 1)[0] if rest else ""
+
+
+def _one_or_list(items: list[str]) -> str | list[str]:
+    return items[0] if len(items) == 1 else items
+
+
+def _libraries(sa: Section, sb: Section) -> list[Change]:
+    found: list[Change] = []
+    removed: dict[str, list[str]] = {}
+    added: dict[str, list[str]] = {}
+    for change in _keyed("libraries", sa, sb):
+        if change.kind is ChangeKind.REMOVED and change.field is None:
+            removed.setdefault(soname_stem(change.key)[0], []).append(change.key)
+        elif change.kind is ChangeKind.ADDED and change.field is None:
+            added.setdefault(soname_stem(change.key)[0], []).append(change.key)
+        else:
+            found.append(change)
+    for stem in sorted(removed.keys() | added.keys()):
+        old, new = sorted(removed.get(stem, [])), sorted(added.get(stem, []))
+        if old and new:
+            majors_old = {soname_stem(s)[1] for s in old}
+            majors_new = {soname_stem(s)[1] for s in new}
+            level = "patch" if majors_old == majors_new else "major"
+            found.append(
+                _change(
+                    "libraries",
+                    stem,
+                    "soname",
+                    _one_or_list(old),
+                    _one_or_list(new),
+                    ChangeKind.CHANGED,
+                    delta=VersionDelta(0, level),
+                )
+            )
+            continue
+        found.extend(_whole("libraries", s, sa[s], None) for s in old)
+        found.extend(_whole("libraries", s, None, sb[s]) for s in new)
+    return found
+
+
+# --- one cell of the matrix -----------------------------------------------------------
+
+
+def cell(manifest: Manifest, section: str, key: str, field: str | None) -> Any:
+    """The value a change's ``(section, key, field)`` has in ``manifest``, or :data:`MISSING`.
+
+    Knows the keys :func:`compare` invents: ``interpreters/primary`` and a library's
+    ``soname`` stem; ``meta/issues.count``.
+    """
+    if section == "meta":
+        return len(manifest.issues) if (key, field) == ("issues", "count") else MISSING
+    data = manifest.section(section)
+    if section == "interpreters" and key == PRIMARY:
+        primary = _primary(data)
+        if primary is None:
+            return MISSING
+        if field == "path" and "path" not in data[primary]:
+            return primary
+        component: Any = data[primary]
+    elif section == "libraries" and field == "soname" and key not in data:
+        names = sorted(s for s in data if soname_stem(s)[0] == key)
+        return _one_or_list(names) if names else MISSING
+    else:
+        component = data.get(key, MISSING)
+    if component is MISSING or field is None:
+        return component
+    return _dig(component, field)
+
+
+def _dig(value: Any, field: str) -> Any:
+    # Field names may themselves hold dots (config keys such as "db.host"): try the whole
+    # name first, then split at each dot from the left.
+    if not isinstance(value, dict):
+        return MISSING
+    if field in value:
+        return value[field]
+    start = 0
+    while True:
+        dot = field.find(".", start)
+        if dot < 0:
+            return MISSING
+        head = field[:dot]
+        if head in value:
+            found = _dig(value[head], field[dot + 1 :])
+            if found is not MISSING:
+                return found
+        start = dot + 1

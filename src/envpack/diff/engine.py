@@ -1,0 +1,272 @@
+"""``envpack diff`` without the command line: manifests in, a :class:`DiffResult` out.
+
+Steps: load every manifest (``-`` is standard input, once), name the environments, pick
+the baseline, compare it with each other environment (:mod:`.compare`), add the
+requirement check (:mod:`.requirements`), apply the policy (:mod:`.policy`), collect the
+matrix values of every changed cell and decide the :class:`Verdict`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from envpack.diff.compare import MISSING, PRIMARY, cell, compare
+from envpack.diff.model import Change, DiffResult, Drift, Severity, Verdict
+from envpack.diff.policy import Policy, accepted_document, apply_policy, fingerprint, load_accepted
+from envpack.diff.requirements import PYTHON_KEY, SECTION, Declared, check
+from envpack.errors import UsageError
+from envpack.manifest import Manifest, load_manifest, loads
+
+__all__ = [
+    "Environment",
+    "Outcome",
+    "load_environments",
+    "name_environments",
+    "run_diff",
+    "single_run",
+]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One manifest and how the command line named it."""
+
+    name: str
+    path: str
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result, plus the ``--accept`` document when one was asked for."""
+
+    result: DiffResult
+    accepted_file: bytes | None = None
+
+
+def load_environments(paths: Sequence[str]) -> list[Environment]:
+    """Load and name every manifest; a usage error for fewer than two or ``-`` twice."""
+    if len(paths) < 2:
+        raise UsageError("diff needs at least two manifests (the first is the baseline)")
+    if sum(1 for p in paths if p == "-") > 1:
+        raise UsageError("standard input ('-') can be given only once")
+    with _collector_paused():
+        manifests = [_load(p) for p in paths]
+    return name_environments(paths, manifests)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    # The JSON parser allocates millions of dicts and lists, none of them in a cycle; the
+    # cyclic collector would walk every one of them again and again (and the first
+    # manifest again while the second loads), doubling the load time for nothing.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@contextlib.contextmanager
+def single_run() -> Iterator[None]:
+    """For a process that diffs once and then exits (the CLI): no collector passes at all.
+
+    Inside, the cyclic collector is off; on the way out everything still alive is frozen
+    (``gc.freeze``), so neither a later collection nor the one at interpreter exit walks
+    the millions of manifest objects. Manifests hold no reference cycles: reference
+    counting alone frees them.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
+def _load(path: str) -> Manifest:
+    """:func:`load_manifest`, lighter on memory for the big files a diff reads.
+
+    Reading text (not bytes, then text) lets the raw bytes go before the JSON parser
+    builds its objects: with two 100,000-package manifests that is a third of the peak.
+    Every error is left to :func:`load_manifest`, so the messages stay the same.
+    """
+    if path == "-":
+        return load_manifest(path)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    except (OSError, UnicodeDecodeError):
+        return load_manifest(path)
+    manifest = loads(text, origin=path)
+    del text
+    _share_strings(manifest)
+    return manifest
+
+
+def _share_strings(manifest: Manifest) -> None:
+    # Components repeat the same strings over and over (the interpreter path, the
+    # site-packages folder, "pip", "dist-info"); the JSON parser makes a new object for
+    # each. One shared object per distinct value keeps two big manifests in memory at
+    # once well below three times their size on disk.
+    seen: dict[str, str] = {}
+    share = seen.setdefault
+    for section in manifest.sections.values():
+        for key, component in section.items():
+            share(key, key)  # a "name" field usually repeats the key
+            for field, value in component.items():
+                if value.__class__ is str:
+                    component[field] = share(value, value)
+
+
+def name_environments(paths: Sequence[str], manifests: Sequence[Manifest]) -> list[Environment]:
+    """Name each environment by label (else hostname); a clash falls back to the file name."""
+    names = [m.name or Path(p).name for p, m in zip(paths, manifests)]
+    counts = Counter(names)
+    out: list[Environment] = []
+    used: set[str] = set()
+    for path, manifest, name in zip(paths, manifests, names):
+        chosen = name
+        if counts[name] > 1:
+            chosen = f"{name} ({'<stdin>' if path == '-' else Path(path).name})"
+        base, number = chosen, 2
+        while chosen in used:
+            chosen, number = f"{base} #{number}", number + 1
+        used.add(chosen)
+        out.append(Environment(chosen, path, manifest))
+    return out
+
+
+def _baseline_index(environments: Sequence[Environment], wanted: str | None) -> int:
+    if wanted is None:
+        return 0
+    for index, env in enumerate(environments):
+        path = Path(env.path)
+        meta = env.manifest.meta
+        candidates = {env.name, meta.label or "", meta.hostname, env.path, path.name, path.stem}
+        if wanted in candidates:
+            return index
+    names = ", ".join(e.name for e in environments)
+    raise UsageError(f"--baseline {wanted!r} names no environment; choose from {names}")
+
+
+def _values(
+    environments: Sequence[Environment], drifts: Sequence[Drift]
+) -> dict[tuple[str, str, str | None], dict[str, object]]:
+    values: dict[tuple[str, str, str | None], dict[str, object]] = {}
+    for drift in drifts:
+        for change in drift.changes:
+            where = (change.section, change.key, change.field)
+            if where in values:
+                continue
+            row: dict[str, object] = {}
+            for env in environments:
+                if change.section == SECTION:
+                    value = _requirement_cell(env.manifest, change.key)
+                else:
+                    value = cell(env.manifest, change.section, change.key, change.field)
+                if value is not MISSING:
+                    row[env.name] = value
+            values[where] = row
+    return values
+
+
+def _requirement_cell(manifest: Manifest, key: str) -> object:
+    # A requirement row shows what each environment has: the installed version, or the
+    # primary interpreter's version for requires-python.
+    name = re.split(r"[\s\[<>=!~;@(]", key, maxsplit=1)[0]
+    if name == PYTHON_KEY and key != name and not key.startswith(PYTHON_KEY + "["):
+        return cell(manifest, "interpreters", PRIMARY, "version")
+    return cell(manifest, "python_packages", canonicalize_name(name), "version")
+
+
+def _requirement_misses(
+    declared: Declared, env: Environment, base: Environment, other: Environment
+) -> list[Change]:
+    """``env``'s misses as changes of the drift from ``base`` to ``other``."""
+    out = []
+    for change in check(declared, env.manifest):
+        before = _requirement_cell(base.manifest, change.key)
+        after = _requirement_cell(other.manifest, change.key)
+        reason = change.reason
+        if env.manifest.name != env.name:
+            # check() names the environment by its manifest; the command line renamed it.
+            reason = env.name + reason[len(env.manifest.name) :]
+        out.append(
+            dataclasses.replace(
+                change,
+                field=env.name,
+                before=None if before is MISSING else before,
+                after=None if after is MISSING else after,
+                reason=reason,
+            )
+        )
+    return out
+
+
+def run_diff(
+    environments: Sequence[Environment],
+    *,
+    baseline: str | None = None,
+    policy: Policy | None = None,
+    fail_on: Severity | None = None,
+    declared: Declared | None = None,
+    accepted: Path | None = None,
+    accept: bool = False,
+) -> Outcome:
+    """Compare the baseline with every other environment and judge the drift.
+
+    ``accepted`` (or the policy's ``accepted`` key) lowers the listed changes to info.
+    ``accept`` returns the accepted-drift document of this run and judges the run as if
+    it had been given back, so accepting always ends with exit 0.
+    """
+    policy = policy or Policy()
+    index = _baseline_index(environments, baseline)
+    base = environments[index]
+    others = [e for i, e in enumerate(environments) if i != index]
+    raw: list[Drift] = []
+    for env in others:
+        drift = compare(base.manifest, env.manifest)
+        drift.baseline, drift.other = base.name, env.name
+        raw.append(drift)
+    if declared is not None and raw:
+        # The baseline's own misses go with the first drift: each is reported once.
+        raw[0].changes.extend(_requirement_misses(declared, base, base, others[0]))
+        for drift, env in zip(raw, others):
+            drift.changes.extend(_requirement_misses(declared, env, base, env))
+    accepted_path = accepted or policy.accepted
+    fingerprints = load_accepted(accepted_path) if accepted_path is not None else frozenset()
+    drifts = [apply_policy(policy, d, fingerprints) for d in raw]
+    document = None
+    if accept:
+        document = accepted_document(drifts)
+        every = frozenset(fingerprint(d, c) for d in drifts for c in d.changes)
+        drifts = [apply_policy(policy, d, fingerprints | every) for d in raw]
+    counts = Counter(c.severity for d in drifts for c in d.changes)
+    verdict = Verdict(
+        threshold=fail_on if fail_on is not None else policy.fail_on,
+        worst=max(counts, default=None),
+        counts={s: counts.get(s, 0) for s in Severity},
+    )
+    result = DiffResult(
+        environments=[e.name for e in environments],
+        baseline=base.name,
+        drifts=drifts,
+        verdict=verdict,
+        values=_values(environments, drifts),
+        notes=list(declared.notes) if declared is not None else [],
+    )
+    return Outcome(result, document)

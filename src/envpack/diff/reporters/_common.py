@@ -1,0 +1,234 @@
+"""What several formats share: ordering, compact values, the matrix, the summary words.
+
+Every format sorts and words things the same way, so a change reads the same in the
+terminal, the pull-request comment and the HTML page.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from envpack.diff.model import Change, ChangeKind, DiffResult, Severity, Verdict
+from envpack.manifest import SECTIONS
+
+__all__ = [
+    "ABSENT",
+    "SEVERITIES_DESC",
+    "Cell",
+    "MatrixRow",
+    "after_text",
+    "before_text",
+    "cell_key",
+    "compact",
+    "counts_text",
+    "encodable",
+    "level",
+    "matrix_rows",
+    "section_rank",
+    "sorted_changes",
+    "verdict_line",
+]
+
+ABSENT = "—"
+"""Shown where an environment does not have the component (or the field) at all."""
+
+SEVERITIES_DESC: tuple[Severity, ...] = tuple(sorted(Severity, reverse=True))
+
+_SECTION_INDEX = {name: i for i, name in enumerate(SECTIONS)}
+
+# C0 controls, DEL, the Unicode line breaks that would split a one-line report row, and
+# lone surrogates (JSON escapes of undecodable names) that no UTF-8 output can carry.
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encodable(text: str) -> str:
+    """``text`` with lone surrogates (undecodable file names) as visible ``\\udcXX``
+    escapes, so a whole report always encodes as UTF-8."""
+    return _SURROGATE.sub(_escape_control, text)
+
+
+def section_rank(section: str) -> tuple[int, str]:
+    """Manifest sections in their documented order; others (``requirements``) after, by name."""
+    return (_SECTION_INDEX.get(section, len(_SECTION_INDEX)), section)
+
+
+def cell_key(section: str, key: str, field: str | None) -> tuple[tuple[int, str], str, str]:
+    return (section_rank(section), key, field or "")
+
+
+def sorted_changes(changes: Iterable[Change]) -> list[Change]:
+    """Section order, then component, then field: the order of every report."""
+    return sorted(
+        changes,
+        key=lambda c: (*cell_key(c.section, c.key, c.field), c.kind.value, -c.severity),
+    )
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char, f"\\u{ord(char):04x}")
+
+
+def compact(value: Any, limit: int | None = None) -> str:
+    """A value on one line: strings as they are, anything else as compact JSON.
+
+    Line breaks and other control characters become visible escapes (``\\n``), so a
+    value can never break a table row or a workflow command. ``limit`` cuts long values
+    (a whole ``sys.path``) with an ellipsis; machine formats keep the full value instead.
+    """
+    if isinstance(value, str):
+        text = value if value else '""'
+    else:
+        text = json.dumps(
+            value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "), default=str
+        )
+    text = _CONTROL.sub(_escape_control, text)
+    if limit is not None and len(text) > limit:
+        text = text[: max(limit - 1, 0)] + "…"
+    return text
+
+
+# A whole added or removed component is shown by the one field that names it best.
+_SUMMARY_FIELDS = ("version", "value", "soname", "path")
+
+
+def summary(field: str | None, value: Any, limit: int | None = None) -> str:
+    """A value as shown in a report: a whole component by its version (or name), else
+    compactly."""
+    if field is None and isinstance(value, dict):
+        for name in _SUMMARY_FIELDS:
+            shown = value.get(name)
+            if isinstance(shown, str) and shown:
+                return compact(shown, limit)
+    return compact(value, limit)
+
+
+def _shown(change: Change, value: Any, limit: int | None) -> str:
+    return summary(change.field, value, limit)
+
+
+def before_text(change: Change, limit: int | None = None) -> str:
+    if change.kind is ChangeKind.ADDED and change.before is None:
+        return ABSENT
+    return _shown(change, change.before, limit)
+
+
+def after_text(change: Change, limit: int | None = None) -> str:
+    if change.kind is ChangeKind.REMOVED and change.after is None:
+        return ABSENT
+    return _shown(change, change.after, limit)
+
+
+def level(severity: Severity, threshold: Severity) -> str:
+    """SARIF-style level: at/above the gate fails; majors and minors below it warn."""
+    if severity >= threshold:
+        return "error"
+    if severity >= Severity.MINOR:
+        return "warning"
+    return "note"
+
+
+def counts_text(verdict: Verdict) -> str:
+    """``1 critical, 2 major`` (zeros left out), or ``no changes``."""
+    parts = [f"{verdict.counts.get(s, 0)} {s.label}" for s in SEVERITIES_DESC]
+    parts = [p for p, s in zip(parts, SEVERITIES_DESC) if verdict.counts.get(s, 0)]
+    return ", ".join(parts) if parts else "no changes"
+
+
+def verdict_line(result: DiffResult) -> str:
+    """The one-line summary every human-facing format ends (or starts) with."""
+    verdict = result.verdict
+    n_env = len(result.environments)
+    threshold = verdict.threshold.label
+    if verdict.worst is None:
+        return f"PASSED: no drift across {n_env} environments (fail-on: {threshold})"
+    status = "FAILED" if verdict.failed else "PASSED"
+    relation = "at or above" if verdict.failed else "below"
+    return (
+        f"{status}: worst drift is {verdict.worst.label}, {relation} fail-on {threshold}; "
+        f"{counts_text(verdict)} across {n_env} environments (exit {verdict.exit_code})"
+    )
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One environment's value of a changed component/field, and the change that made it."""
+
+    present: bool
+    value: Any
+    change: Change | None
+    """The change from the baseline to this environment; ``None`` for the baseline itself
+    and for environments that agree with it."""
+    whole: bool = False
+    """The cell holds a whole component (an added or removed one), not one field."""
+
+    def text(self, limit: int | None = None) -> str:
+        if not self.present:
+            return ABSENT
+        return summary(None if self.whole else "", self.value, limit)
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    section: str
+    key: str
+    field: str | None
+    cells: dict[str, Cell]
+    """Environment name → cell, for every environment of the result."""
+
+    @property
+    def where(self) -> str:
+        return f"{self.section}/{self.key}" + (f".{self.field}" if self.field else "")
+
+    @property
+    def worst(self) -> Severity | None:
+        return max((c.change.severity for c in self.cells.values() if c.change), default=None)
+
+
+def matrix_rows(result: DiffResult) -> list[MatrixRow]:
+    """Rows = every changed (section, key, field); columns = every environment.
+
+    Values come from ``result.values``; for a cell the engine did not fill in, the
+    change's own before/after stands in (baseline = before, other = after).
+    """
+    by_cell: dict[tuple[str, str, str | None], dict[str, Change]] = {}
+    for drift in result.drifts:
+        for change in drift.changes:
+            slot = by_cell.setdefault((change.section, change.key, change.field), {})
+            known = slot.get(drift.other)
+            if known is None or change.severity > known.severity:
+                slot[drift.other] = change
+    keys = set(by_cell) | set(result.values)
+    rows = []
+    for section, key, field in sorted(keys, key=lambda k: cell_key(*k)):
+        values = result.values.get((section, key, field))
+        changes = by_cell.get((section, key, field), {})
+        first = next(iter(changes.values()), None)
+        whole = field is None
+        if values is not None:
+            base = Cell(result.baseline in values, values.get(result.baseline), None, whole)
+        else:
+            present = first is not None and before_text(first) != ABSENT
+            base = Cell(present, first.before if first else None, None, whole)
+        cells: dict[str, Cell] = {}
+        for env in result.environments:
+            found = changes.get(env)
+            if env == result.baseline:
+                cells[env] = base
+            elif values is not None:
+                cells[env] = Cell(env in values, values.get(env), found, whole)
+            elif found is not None:
+                cells[env] = Cell(after_text(found) != ABSENT, found.after, found, whole)
+            else:
+                # No change recorded for this environment: it agrees with the baseline.
+                cells[env] = Cell(base.present, base.value, None, whole)
+        rows.append(MatrixRow(section, key, field, cells))
+    return rows

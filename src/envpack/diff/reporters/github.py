@@ -1,0 +1,65 @@
+"""``--format github``: GitHub Actions workflow commands, one annotation per change.
+
+``::error`` at or above the fail-on threshold, ``::warning`` for a major or minor change
+below it, ``::notice`` otherwise; the summary line comes last as plain log text.
+Data and properties are escaped as the Actions runner expects, so a value holding a
+line break or ``::`` can never start a command of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from envpack.diff.model import DiffResult
+from envpack.diff.reporters._common import (
+    after_text,
+    before_text,
+    encodable,
+    level,
+    sorted_changes,
+    verdict_line,
+)
+
+__all__ = ["GithubReporter", "escape_data", "escape_property"]
+
+_COMMAND = {"error": "error", "warning": "warning", "note": "notice"}
+_VALUE_LIMIT = 200
+
+
+def escape_data(text: str) -> str:
+    """Escape a command's message: ``%``, CR and LF."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """Escape a property value: as data, plus ``:`` and ``,`` which delimit properties."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+class GithubReporter:
+    id = "github"
+
+    def __init__(self, manifest_paths: Mapping[str, str] | None = None) -> None:
+        self.manifest_paths = dict(manifest_paths or {})
+        """Environment name → its manifest file, so annotations can point at it."""
+
+    def render(self, result: DiffResult, *, color: bool = False) -> str:
+        threshold = result.verdict.threshold
+        lines = []
+        for drift in result.drifts:
+            for change in sorted_changes(drift.changes):
+                command = _COMMAND[level(change.severity, threshold)]
+                props = {"title": f"envpack: {change.severity.label} drift in {drift.other}"}
+                path = self.manifest_paths.get(drift.other)
+                if path:
+                    props["file"] = path
+                message = (
+                    f"{change.where} {change.kind.value}: "
+                    f"{drift.baseline} {before_text(change, _VALUE_LIMIT)} → "
+                    f"{drift.other} {after_text(change, _VALUE_LIMIT)}. {change.reason}"
+                )
+                rendered = ",".join(f"{k}={escape_property(v)}" for k, v in props.items())
+                lines.append(f"::{command} {rendered}::{escape_data(message)}")
+        lines += [f"::notice title=envpack note::{escape_data(note)}" for note in result.notes]
+        lines.append(verdict_line(result))
+        return encodable("\n".join(lines) + "\n")

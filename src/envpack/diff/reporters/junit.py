@@ -1,0 +1,86 @@
+"""``--format junit``: JUnit XML, so a CI test view lists the drift as test results.
+
+One ``<testsuite>`` per environment pair (baseline → other). Each change is one
+``<testcase>`` (classname = section, name = component/field): it *fails* when its severity
+is at or above the fail-on threshold and passes, with the change in ``<system-out>``,
+below it. Each manifest section with no change gets one passing testcase, so a clean
+diff still shows what was checked.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from envpack.diff.model import DiffResult
+from envpack.diff.reporters._common import after_text, before_text, sorted_changes
+from envpack.manifest import SECTIONS
+
+__all__ = ["JunitReporter"]
+
+# XML 1.0 cannot carry most control characters, lone surrogates (from JSON escapes of
+# undecodable file names) or U+FFFE/U+FFFF, even as references; they are replaced.
+_XML_BAD = dict.fromkeys(
+    (*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0xD800, 0xE000), 0xFFFE, 0xFFFF),
+    "\ufffd",
+)
+
+
+def _clean(text: str) -> str:
+    return text.translate(_XML_BAD)
+
+
+class JunitReporter:
+    id = "junit"
+
+    def render(self, result: DiffResult, *, color: bool = False) -> str:
+        threshold = result.verdict.threshold
+        root = ET.Element("testsuites", name="envpack diff")
+        total_tests = total_failures = 0
+        for drift in result.drifts:
+            changes = sorted_changes(drift.changes)
+            suite = ET.SubElement(
+                root, "testsuite", name=_clean(f"{drift.baseline} → {drift.other}")
+            )
+            tests = failures = 0
+            for change in changes:
+                tests += 1
+                case = ET.SubElement(
+                    suite,
+                    "testcase",
+                    classname=_clean(change.section),
+                    name=_clean(change.key + (f".{change.field}" if change.field else "")),
+                )
+                detail = _clean(
+                    f"{change.where}: {change.kind.value} ({change.severity.label})\n"
+                    f"{drift.baseline}: {before_text(change)}\n"
+                    f"{drift.other}: {after_text(change)}\n"
+                    f"reason: {change.reason}\n"
+                )
+                if change.severity >= threshold:
+                    failures += 1
+                    failure = ET.SubElement(
+                        case,
+                        "failure",
+                        message=_clean(f"{change.severity.label}: {change.reason}"),
+                        type=change.severity.label,
+                    )
+                    failure.text = detail
+                else:
+                    ET.SubElement(case, "system-out").text = detail
+            changed = {c.section for c in changes}
+            for section in SECTIONS:
+                if section not in changed:
+                    tests += 1
+                    ET.SubElement(suite, "testcase", classname=section, name="no drift")
+            suite.set("tests", str(tests))
+            suite.set("failures", str(failures))
+            suite.set("errors", "0")
+            suite.set("skipped", "0")
+            total_tests += tests
+            total_failures += failures
+        root.set("tests", str(total_tests))
+        root.set("failures", str(total_failures))
+        root.set("errors", "0")
+        ET.indent(root)
+        body = ET.tostring(root, encoding="unicode")
+        return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"

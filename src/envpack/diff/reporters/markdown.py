@@ -1,0 +1,161 @@
+"""``--format markdown``: a pull-request comment (GitHub-flavoured Markdown).
+
+A summary line, one table per environment pair, and for three or more environments a
+matrix (rows = changed component/field, columns = environments). Values go in code spans;
+every other text is escaped so a package name or a reason can never inject markup.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TypeVar
+
+from envpack.diff.model import DiffResult, Severity
+from envpack.diff.reporters._common import (
+    ABSENT,
+    SEVERITIES_DESC,
+    after_text,
+    before_text,
+    compact,
+    encodable,
+    matrix_rows,
+    sorted_changes,
+    verdict_line,
+)
+
+__all__ = ["SEVERITY_MARK", "MarkdownReporter", "code", "text"]
+
+SEVERITY_MARK: dict[Severity, str] = {
+    Severity.CRITICAL: "🔴",
+    Severity.MAJOR: "🟠",
+    Severity.MINOR: "🟡",
+    Severity.PATCH: "🔵",
+    Severity.INFO: "⚪",
+}
+
+_T = TypeVar("_T")
+_VALUE_LIMIT = 80
+# Characters that start emphasis, code, links or strike-through, or end a table cell.
+_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def text(value: str) -> str:
+    """Plain text for a heading or table cell: one line, HTML- and Markdown-escaped."""
+    out = compact(value) if value else ""
+    out = out.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _SPECIAL.sub(r"\\\1", out)
+
+
+def code(value: str) -> str:
+    """A code span that holds ``value`` verbatim, even with backticks or pipes in it."""
+    longest = max((len(m) for m in re.findall(r"`+", value)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if value.startswith("`") or value.endswith("`") else ""
+    # Inside a table even a code span ends at a bare pipe; GFM takes \| there as |.
+    return f"{fence}{pad}{value.replace('|', chr(92) + '|')}{pad}{fence}"
+
+
+def _value(shown: str) -> str:
+    return ABSENT if shown == ABSENT else code(shown)
+
+
+def _mark(severity: Severity) -> str:
+    return f"{SEVERITY_MARK[severity]} {severity.label}"
+
+
+def _keep_worst(items: list[_T], severity: Callable[[_T], Severity], limit: int) -> list[_T]:
+    """The ``limit`` most severe items, in their original order."""
+    if len(items) <= limit:
+        return items
+    ranked = sorted(range(len(items)), key=lambda i: -severity(items[i]))[:limit]
+    return [items[i] for i in sorted(ranked)]
+
+
+def _omitted(count: int) -> list[str]:
+    return [
+        f"_{count} less severe row{'s' if count != 1 else ''} not shown; "
+        "`--format html` or `--format json` has them all._",
+        "",
+    ]
+
+
+class MarkdownReporter:
+    id = "markdown"
+
+    def __init__(self, max_rows: int = 150) -> None:
+        # GitHub refuses comments over 65,536 characters: past max_rows per table only the
+        # most severe rows are kept, with a line saying how many were left out.
+        self.max_rows = max_rows
+
+    def render(self, result: DiffResult, *, color: bool = False) -> str:
+        verdict = result.verdict
+        icon = "❌" if verdict.failed else "✅"
+        lines = [
+            f"## {icon} envpack diff: {text(', '.join(result.environments))}",
+            "",
+            f"**{text(verdict_line(result))}**",
+            "",
+        ]
+        if verdict.worst is not None:
+            legend = " · ".join(
+                f"{SEVERITY_MARK[s]} {verdict.counts.get(s, 0)} {s.label}" for s in SEVERITIES_DESC
+            )
+            lines += [f"Baseline: {code(result.baseline)} · {legend}", ""]
+        for drift in result.drifts:
+            changes = sorted_changes(drift.changes)
+            lines.append(f"### {text(drift.baseline)} → {text(drift.other)}")
+            lines.append("")
+            if not changes:
+                lines += ["No drift.", ""]
+                continue
+            lines.append(
+                f"| severity | component | kind | {text(drift.baseline)} | {text(drift.other)} "
+                "| reason |"
+            )
+            lines.append("|---|---|---|---|---|---|")
+            shown = _keep_worst(changes, lambda c: c.severity, self.max_rows)
+            for c in shown:
+                before = _value(before_text(c, _VALUE_LIMIT))
+                after = _value(after_text(c, _VALUE_LIMIT))
+                lines.append(
+                    f"| {_mark(c.severity)} | {code(c.where)} | {c.kind.value} "
+                    f"| {before} | {after} | {text(c.reason)} |"
+                )
+            lines.append("")
+            if len(shown) < len(changes):
+                lines += _omitted(len(changes) - len(shown))
+        if len(result.environments) >= 3:
+            lines += self._matrix(result)
+        if result.notes:
+            lines += ["### Notes", "", *(f"- {text(note)}" for note in result.notes), ""]
+        return encodable("\n".join(lines).rstrip("\n") + "\n")
+
+    def _matrix(self, result: DiffResult) -> list[str]:
+        rows = matrix_rows(result)
+        if not rows:
+            return []
+        header = " | ".join(
+            text(env) + (" (baseline)" if env == result.baseline else "")
+            for env in result.environments
+        )
+        lines = [
+            "### Matrix",
+            "",
+            f"| component | {header} |",
+            "|---" * (len(result.environments) + 1) + "|",
+        ]
+        shown = _keep_worst(rows, lambda r: r.worst or Severity.INFO, self.max_rows)
+        for row in shown:
+            cells = []
+            for env in result.environments:
+                cell = row.cells[env]
+                value = _value(cell.text(_VALUE_LIMIT))
+                cells.append(
+                    f"{SEVERITY_MARK[cell.change.severity]} {value}" if cell.change else value
+                )
+            lines.append(f"| {code(row.where)} | " + " | ".join(cells) + " |")
+        lines.append("")
+        if len(shown) < len(rows):
+            lines += _omitted(len(rows) - len(shown))
+        return lines

@@ -1,0 +1,108 @@
+"""``--format table`` (the default): a terminal report grouped by section.
+
+One block per drift (baseline → other), one table per section inside it, rows coloured
+by severity, and the summary line last so it is what a CI log shows at the bottom.
+"""
+
+from __future__ import annotations
+
+import io
+from itertools import groupby
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from envpack.diff.model import DiffResult, Severity
+from envpack.diff.reporters._common import (
+    after_text,
+    before_text,
+    encodable,
+    sorted_changes,
+    verdict_line,
+)
+
+__all__ = ["SEVERITY_STYLE", "TableReporter"]
+
+SEVERITY_STYLE: dict[Severity, str] = {
+    Severity.CRITICAL: "bold red",
+    Severity.MAJOR: "red",
+    Severity.MINOR: "yellow",
+    Severity.PATCH: "cyan",
+    Severity.INFO: "dim",
+}
+
+_VALUE_LIMIT = 60
+
+
+class TableReporter:
+    id = "table"
+
+    def __init__(self, width: int = 120) -> None:
+        # A fixed width by default so the same result always gives the same text; the CLI
+        # may pass the terminal's width.
+        self.width = width
+
+    def render(self, result: DiffResult, *, color: bool = False) -> str:
+        buffer = io.StringIO()
+        console = Console(
+            file=buffer,
+            force_terminal=color,
+            color_system="standard" if color else None,
+            width=self.width,
+            highlight=False,
+            emoji=False,
+            markup=False,
+            legacy_windows=False,
+            _environ={},  # ignore COLUMNS/NO_COLOR/TERM of whoever runs us: output is pure
+        )
+        for drift in result.drifts:
+            changes = sorted_changes(drift.changes)
+            head = Text(f"{drift.baseline} → {drift.other}", style="bold")
+            worst = drift.worst
+            if worst is not None:
+                head.append(f"  {len(changes)} change{'s' if len(changes) != 1 else ''}, worst ")
+                head.append(worst.label, style=SEVERITY_STYLE[worst])
+            else:
+                head.append("  no drift")
+            console.print(head)
+            for section, group in groupby(changes, key=lambda c: c.section):
+                table = Table(
+                    title=section,
+                    title_justify="left",
+                    title_style="bold",
+                    box=box.SIMPLE_HEAD,
+                    show_edge=False,
+                    pad_edge=False,
+                    expand=True,
+                )
+                # Ratios share the width out: long keys and values fold inside their own
+                # column instead of squeezing the reason into a sliver.
+                table.add_column("severity", no_wrap=True)
+                table.add_column("component", overflow="fold", ratio=3)
+                table.add_column("kind", no_wrap=True)
+                table.add_column(drift.baseline, overflow="fold", ratio=2)
+                table.add_column(drift.other, overflow="fold", ratio=2)
+                table.add_column("reason", ratio=4)
+                for change in group:
+                    style = SEVERITY_STYLE[change.severity]
+                    table.add_row(
+                        Text(change.severity.label, style=style),
+                        Text(change.key + (f".{change.field}" if change.field else "")),
+                        Text(change.kind.value),
+                        Text(before_text(change, _VALUE_LIMIT)),
+                        Text(after_text(change, _VALUE_LIMIT), style=style),
+                        Text(change.reason),
+                    )
+                console.print(table)
+            console.print()
+        verdict = result.verdict
+        style = "bold red" if verdict.failed else "bold green"
+        # soft_wrap: the summary stays one line, whatever the width, for log scrapers.
+        console.print(Text(verdict_line(result), style=style), soft_wrap=True)
+        text = buffer.getvalue()
+        if not color:
+            # Rich pads cells to the column width; plain text needs no trailing blanks.
+            text = "\n".join(line.rstrip(" ") for line in text.split("\n"))
+        return encodable(text)

@@ -1,0 +1,468 @@
+"""Default severities: how much each kind of change matters, and why, in one line.
+
+The policy (``[policy.severity]``) can override any of these per ``section/key.field``
+pattern; ``expected`` and accepted changes are lowered to ``info`` afterwards.
+
+=================  ===========================================  ==========
+section            change                                       severity
+=================  ===========================================  ==========
+interpreters       implementation (cpython → pypy)              critical
+interpreters       version: major (3.x → 2.x) or epoch          critical
+interpreters       version: minor (3.11 → 3.9)                  major
+interpreters       version: patch, pre/post/dev/local           minor
+interpreters       interpreter removed                          major
+interpreters       interpreter added; path, prefix, markers.*   info
+interpreters       any other field                              minor
+python_packages    removed                                      major
+python_packages    added                                        minor
+python_packages    version: major/epoch, or not PEP 440         major
+python_packages    version: minor, pre-release, dev             minor
+python_packages    version: patch, post, local                  patch
+python_packages    other fields (location, installer …)         info
+system_packages    removed                                      major
+system_packages    added                                        minor
+system_packages    version (dpkg/rpm/apk ordering)              as above
+system_packages    arch                                         major
+system_packages    other fields                                 info
+libraries          soname major change (libssl.so.1.1 → .3)     critical
+libraries          removed, needed by something captured        critical
+libraries          removed (no recorded user)                   major
+libraries          same stem, same major, other soname          minor
+libraries          added; path                                  info
+libraries          other fields (hash, version)                 minor
+os                 release.id (debian → alpine), architecture,  critical
+                   libc.family (glibc → musl)
+os                 release.version_id, libc.version             major
+os                 names, codename, id_like, kernel, sources    info
+os                 any other field                              minor
+config_files       file removed                                 major
+config_files       file added; key added/removed/changed        minor
+config_files       secret key's fingerprint differs             major
+config_files       hash/size when keys are compared one by one  info
+env                proxy vars, PYTHONPATH/HOME, LD_* loader     major
+env                secret value's fingerprint differs           major
+env                any other variable added/removed/changed     minor
+network            DNS nameservers, search domains, proxies     major
+network            MTU, routes, listening ports, addresses …    minor
+binaries           removed                                      major
+binaries           added, changed                               minor
+app                anything                                     minor
+meta               count of capture issues                      info
+requirements       requirement or requires-python not met       critical
+=================  ===========================================  ==========
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any, Callable, Optional
+
+from envpack.diff.model import ChangeKind, Severity
+from envpack.diff.versions import VersionDelta
+from envpack.redact import FINGERPRINT_PREFIX
+
+__all__ = ["SECRET_PREFIX", "grade", "is_secret"]
+
+SECRET_PREFIX = FINGERPRINT_PREFIX
+"""How the redactor records a secret: equal secrets give equal fingerprints."""
+
+_PROXY_VARS = {"http_proxy", "https_proxy", "no_proxy", "all_proxy", "ftp_proxy"}
+_LOADER_VARS = {"pythonpath", "pythonhome", "ld_library_path", "ld_preload"}
+# Facts that follow from where the interpreter lives or from its version (already graded).
+_INTERP_INFO_FIELDS = (
+    "path",
+    "prefix",
+    "base_prefix",
+    "exec_prefix",
+    "executable",
+    "real_executable",
+    "sys_path",
+    "site_packages",
+    "version_info",
+    "virtualenv",
+    "source",
+)
+# Patterns over "<os key>.<field>" (release.id, libc.family …) or a bare field name.
+_OS_CRITICAL = ("*.id", "id", "architecture.*", "*.machine", "*.arch", "libc.family")
+_OS_MAJOR = ("*.version_id", "version_id", "libc.version")
+_OS_INFO = (
+    "*.name",
+    "*.pretty_name",
+    "release.version",
+    "*.version_codename",
+    "*.id_like",
+    "kernel.*",
+    "*.source",
+    "libc.path",
+)
+_NET_MAJOR = ("*nameserver*", "*dns*", "*search*", "*proxy*", "*proxies*", "*resolv*")
+
+_PY_LEVEL = {
+    "epoch": Severity.MAJOR,
+    "major": Severity.MAJOR,
+    "legacy": Severity.MAJOR,
+    "minor": Severity.MINOR,
+    "pre": Severity.MINOR,
+    "dev": Severity.MINOR,
+    "patch": Severity.PATCH,
+    "post": Severity.PATCH,
+    "local": Severity.PATCH,
+    "other": Severity.PATCH,
+}
+_INTERP_LEVEL = {
+    "epoch": Severity.CRITICAL,
+    "major": Severity.CRITICAL,
+    "minor": Severity.MAJOR,
+    "legacy": Severity.MAJOR,
+}
+
+
+def is_secret(value: Any) -> bool:
+    """A redacted value (an HMAC fingerprint) rather than a value in clear."""
+    return isinstance(value, str) and value.startswith(SECRET_PREFIX)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if is_secret(value):
+        return "(secret)"
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _arrow(before: Any, after: Any) -> str:
+    return f"{_show(before)} → {_show(after)}"
+
+
+def _direction(kind: ChangeKind) -> str:
+    return {ChangeKind.UPGRADED: "upgrade", ChangeKind.DOWNGRADED: "downgrade"}.get(kind, "change")
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _list_delta(before: Any, after: Any) -> str:
+    """``"+9090, -8080"`` for two lists; ``""`` when they are not both lists."""
+    if not (isinstance(before, list) and isinstance(after, list)):
+        return ""
+    old = {_show(v) for v in before}
+    new = {_show(v) for v in after}
+    parts = [f"+{v}" for v in sorted(new - old)] + [f"-{v}" for v in sorted(old - new)]
+    return ", ".join(parts) if parts else "same items, other order"
+
+
+def grade(
+    section: str,
+    key: str,
+    field: str | None,
+    before: Any,
+    after: Any,
+    kind: ChangeKind,
+    *,
+    delta: VersionDelta | None = None,
+    needed: bool = False,
+    flattened_keys: bool = False,
+) -> tuple[Severity, str]:
+    """The default severity of one change and its one-line reason.
+
+    ``delta`` is the version comparison for version fields (for a library's ``soname``,
+    level ``major`` means the soname major changed); ``needed`` says a removed library
+    has recorded users; ``flattened_keys`` says a config file's keys are compared
+    one by one (so its hash changing adds nothing).
+    """
+    grader = _GRADERS.get(section, _grade_other)
+    return grader(key, field, before, after, kind, delta, needed, flattened_keys)
+
+
+Grader = Callable[
+    [str, Optional[str], Any, Any, ChangeKind, Optional[VersionDelta], bool, bool],
+    tuple[Severity, str],
+]
+
+
+def _grade_interpreters(
+    key: str,
+    field: str | None,
+    before: Any,
+    after: Any,
+    kind: ChangeKind,
+    delta: VersionDelta | None,
+    needed: bool,
+    flat: bool,
+) -> tuple[Severity, str]:
+    if field is None:
+        if kind is ChangeKind.REMOVED:
+            return Severity.MAJOR, f"interpreter {key} is missing"
+        return Severity.INFO, f"interpreter {key} is new"
+    if field == "implementation":
+        return (
+            Severity.CRITICAL,
+            f"Python implementation {_arrow(before, after)}: a different interpreter; "
+            "C extensions and behaviour differ",
+        )
+    if field == "version" and delta is not None:
+        severity = _INTERP_LEVEL.get(delta.level, Severity.MINOR)
+        versions = f"Python {_arrow(before, after)}"
+        if delta.level in ("major", "epoch"):
+            old_major = str(before).split(".", 1)[0]
+            return severity, (
+                f"{versions}: major version change; code written for Python {old_major} "
+                "will not run"
+            )
+        if delta.level == "minor":
+            return severity, (
+                f"{versions}: minor version {_direction(kind)}; language features, the "
+                "standard library and compiled extensions differ"
+            )
+        if delta.legacy:
+            return severity, f"{versions}: unrecognised version, cannot tell the difference"
+        return severity, f"{versions}: {delta.level}-level {_direction(kind)}, same language"
+    if field.startswith("markers.") or field in _INTERP_INFO_FIELDS:
+        return Severity.INFO, f"interpreter {field} {_arrow(before, after)}"
+    return Severity.MINOR, f"interpreter {field} {_arrow(before, after)}"
+
+
+def _package_version(
+    what: str, key: str, before: Any, after: Any, kind: ChangeKind, delta: VersionDelta | None
+) -> tuple[Severity, str]:
+    versions = f"{key} {_arrow(before, after)}"
+    if delta is None or delta.legacy:
+        return Severity.MAJOR, (
+            f"{versions}: not a {what} version envpack can order; cannot tell how big the change is"
+        )
+    severity = _PY_LEVEL[delta.level]
+    explain = {
+        "epoch": "version epoch changed; the versions are not comparable",
+        "major": f"major {_direction(kind)}; the API may have changed",
+        "minor": f"minor {_direction(kind)}",
+        "pre": f"pre-release {_direction(kind)}",
+        "dev": f"development release {_direction(kind)}",
+        "patch": f"patch {_direction(kind)}",
+        "post": f"post-release {_direction(kind)}",
+        "local": f"local build {_direction(kind)}",
+        "other": "same version, spelled differently",
+    }[delta.level]
+    return severity, f"{versions}: {explain}"
+
+
+def _grade_python_packages(
+    key: str,
+    field: str | None,
+    before: Any,
+    after: Any,
+    kind: ChangeKind,
+    delta: VersionDelta | None,
+    needed: bool,
+    flat: bool,
+) -> tuple[Severity, str]:
+    if field is None:
+        if kind is ChangeKind.REMOVED:
+            return Severity.MAJOR, f"{key} is not installed; code importing it will fail"
+        return Severity.MINOR, f"{key} is installed only here"
+    if field == "version":
+        return _package_version("Python", key, before, after, kind, delta)
+    return Severity.INFO, f"{key} {field} {_arrow(before, after)}"
+
+
+def _grade_system_packages(
+    key: str,
+    field: str | None,
+    before: Any,
+    after: Any,
+    kind: ChangeKind,
+    delta: VersionDelta | None,
+    needed: bool,
+    flat: bool,
+) -> tuple[Severity, str]:
+    if field is None:
+        if kind is ChangeKind.REMOVED:
+            return Severity.MAJOR, f"system package {key} is not installed"
+        return Severity.MINOR, f"system package {key} is installed only here"
+    if field == "version":
+        return _package_version("system package", key, before, after, kind, delta)
+    if field in ("arch", "architecture"):
+        return Severity.MAJOR, f"{key} built for another architecture: {_arrow(before, after)}"
+    return Severity.INFO, f"{key} {field} {_arrow(before, after)}"
+
+
+def _grade_libraries(
+    key: str,
+    field: str | None,
+    before: Any,
+    after: Any,
+    kind: ChangeKind,
+    delta: VersionDelta | None,
+    needed: bool,
+    flat: bool,
+) -> tuple[Severity, str]:
+    if field is None:
+        if kind is ChangeKind.REMOVED:
+            if needed:
+                return Severity.CRITICAL, f"{key} is missing; programs that need it will not start"
+            return Severity.MAJOR, f"{key} is missing"
+        return Severity.INFO, f"{key} is present only here"
+    if field == "soname":
+        if delta is not None and delta.level == "major":
+            return Severity.CRITICAL, (
+                f"{_arrow(before, after)}: ABI break (soname major changed); programs "
+                "linked against the old library will not load"
+            )
+        return Severity.MINOR, f"{_arrow(before, after)}: same ABI major, another soname"
+    if field == "path":
+        return Severity.INFO, f"{key} found at another path: {_arrow(before, after)}"
+    return Severity.MINOR, f"{key} {field} differs: same soname, another build"
+
+
+def _grade_os(
+    key: str,
+    field: str | None,
+    before: Any,
+    after: Any,
+    kind: ChangeKind,
+    delta: VersionDelta | None,
+    needed: bool,
+    flat: bool,
+) -> tuple[Severity, str]:
+    if field is None:
+        return Severity.MAJOR, f"OS facts {key} recorded on one side only"
+    change = f"OS {key}.{field} {_arrow(before, after)}"
+    field = f"{key}.{field}"
+    if _matches(field, _OS_INFO):
+        return Severity.INFO, change
+    if _matches(field, _OS_CRITICAL):
+        return Severity.CRITICAL, f"{change}: another OS or C library; binaries may not run"
+    if _matches(field, _OS_MAJOR):
+        return Severity.MAJOR, f"{change}: another release; system libraries differ"
+    return Severity.MINOR, change
+
+
+def _grade_config_files(
+    key: str,
+    field: str | None,
+    before: Any,
+    after: Any,
+    kind: ChangeKind,
+    delta: VersionDelta | None,
+    needed: bool,
+    flat: bool,
+) -> tuple[Severity, str]:
+    if field is None:
+        if kind is ChangeKind.REMOVED:
+            return Severity.MAJOR, f"config file {key} is missing"
+        return Severity.MINOR, f"config file {key} exists only here"
+    if field.startswith("keys."):
+        name = field[len("keys.") :]
+        if kind is ChangeKind.CHANGED and (is_secret(before) or is_secret(after)):
+            return Severity.MAJOR, (
+                f"{key}: secret {name} differs (compared by fingerprint, not shown); "
+                "credentials or keys differ"
+            )
+        if kind is ChangeKind.ADDED:
+            return Severity.MINOR, f"{key}: key {name} set only here"
+        if kind is ChangeKind.REMOVED:
+            return Severity.MINOR, f"{key}: key {name} is not set"
+        return Severity.MINOR, f"{key}: {name} {_arrow(before, after)}"
+    if flat:
+        return Severity.INFO, f"{key} {field} differs (its keys are compared one by one)"
+    return Severity.MINOR, f"{key} {field} differs"
+
+
+def _grade_env(
+    key: str,
+    field: str | None,
+    before: Any,
+    after: Any,
+    kind: ChangeKind,
+    delta: VersionDelta | None,
+    needed: bool,
+    flat: bool,
+) -> tuple[Severity, str]:
+    lower = key.lower()
+    severity = Severity.MAJOR if lower in _PROXY_VARS | _LOADER_VARS else Severity.MINOR
+    why = ""
+    if lower in _PROXY_VARS:
+        why = ": outgoing connections take another route"
+    elif lower in _LOADER_VARS:
+        why = ": other code or libraries get loaded"
+    if field is None:
+        state = "not set" if kind is ChangeKind.REMOVED else "set only here"
+        return severity, f"environment variable {key} is {state}{why}"
+    if kind is ChangeKind.CHANGED and (is_secret(before) or is_secret(after)):
+        return Severity.MAJOR, (
+            f"secret environment variable {key} differs (compared by fingerprint, not shown)"
+        )
+    if field not in ("value",):
+        return Severity.INFO, f"environment variable {key}: {field} {_arrow(before, after)}"
+    return severity, f"environment variable {key} {_arrow(before, after)}{why}"
+
+
+def _grade_network(
+    key: str,
+    field: str | None,
+    before: Any,
+    after: Any,
+    kind: ChangeKind,
+    delta: VersionDelta | None,
+    needed: bool,
+    flat: bool,
+) -> tuple[Severity, str]:
+    where = f"{key}.{field}" if field else key
+    if field is None:
+        state = "missing" if kind is ChangeKind.REMOVED else "present only here"
+        severity = Severity.MAJOR if _matches(key.lower(), _NET_MAJOR) else Severity.MINOR
+        return severity, f"network {key} {state}"
+    items = _list_delta(before, after)
+    change = f"network {where}: {items}" if items else f"network {where} {_arrow(before, after)}"
+    if _matches(where.lower(), _NET_MAJOR):
+        return Severity.MAJOR, f"{change}: name resolution or proxying differs"
+    return Severity.MINOR, change
+
+
+def _grade_binaries(
+    key: str,
+    field: str | None,
+    before: Any,
+    after: Any,
+    kind: ChangeKind,
+    delta: VersionDelta | None,
+    needed: bool,
+    flat: bool,
+) -> tuple[Severity, str]:
+    if field is None:
+        if kind is ChangeKind.REMOVED:
+            return Severity.MAJOR, f"program {key} is missing"
+        return Severity.MINOR, f"program {key} exists only here"
+    return Severity.MINOR, f"program {key} {field} {_arrow(before, after)}"
+
+
+def _grade_other(
+    key: str,
+    field: str | None,
+    before: Any,
+    after: Any,
+    kind: ChangeKind,
+    delta: VersionDelta | None,
+    needed: bool,
+    flat: bool,
+) -> tuple[Severity, str]:
+    if key == "issues" and field == "count":
+        return Severity.INFO, f"capture issues recorded: {_arrow(before, after)}"
+    if field is None:
+        state = "missing" if kind is ChangeKind.REMOVED else "present only here"
+        return Severity.MINOR, f"{key} {state}"
+    return Severity.MINOR, f"{key} {field} {_arrow(before, after)}"
+
+
+_GRADERS: dict[str, Grader] = {
+    "interpreters": _grade_interpreters,
+    "python_packages": _grade_python_packages,
+    "system_packages": _grade_system_packages,
+    "libraries": _grade_libraries,
+    "os": _grade_os,
+    "config_files": _grade_config_files,
+    "env": _grade_env,
+    "network": _grade_network,
+    "binaries": _grade_binaries,
+}

@@ -1,0 +1,78 @@
+"""--format table: grouped by section, coloured by severity, one summary line at the end."""
+
+from __future__ import annotations
+
+import re
+
+from reporter_samples import no_drift, three_env, two_env
+
+from envpack.diff.reporters.table import TableReporter
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def test_plain_text_has_no_escape_codes_and_ends_with_the_summary() -> None:
+    text = TableReporter().render(two_env())
+    assert "\x1b" not in text
+    lines = text.splitlines()
+    assert lines[0] == "dev → prod  15 changes, worst critical"
+    assert lines[-1].startswith("FAILED: worst drift is critical")
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_sections_appear_once_each_in_manifest_order() -> None:
+    lines = TableReporter().render(two_env()).splitlines()
+    titles = [
+        line
+        for line in lines
+        if line
+        in {
+            "interpreters",
+            "python_packages",
+            "os",
+            "libraries",
+            "config_files",
+            "env",
+            "network",
+            "requirements",
+        }
+    ]
+    assert titles == [
+        "interpreters",
+        "python_packages",
+        "os",
+        "libraries",
+        "config_files",
+        "env",
+        "network",
+        "requirements",
+    ]
+
+
+def test_colour_marks_severity() -> None:
+    text = TableReporter().render(two_env(), color=True)
+    # critical is bold red (1;31), minor yellow (33), patch cyan (36).
+    assert "\x1b[1;31mcritical" in text
+    assert "\x1b[33mminor" in text
+    assert "\x1b[36mpatch" in text
+    assert (
+        _ANSI.sub("", text).splitlines()[-1] == TableReporter().render(two_env()).splitlines()[-1]
+    )
+
+
+def test_width_is_respected_and_summary_stays_one_line() -> None:
+    text = TableReporter(width=80).render(three_env())
+    lines = text.splitlines()
+    assert max(len(line) for line in lines[:-1]) <= 80
+    assert lines[-1].startswith("FAILED") and lines[-1].endswith("(exit 1)")
+
+
+def test_no_drift() -> None:
+    assert TableReporter().render(no_drift()) == (
+        "dev → prod  no drift\n\nPASSED: no drift across 2 environments (fail-on: major)\n"
+    )
+
+
+def test_values_never_break_a_row() -> None:
+    text = TableReporter(width=300).render(two_env())
+    assert "line1\\nline2\\r\\nline3" in text
