@@ -87,6 +87,9 @@ def main() -> None:
     repeat = max(3, args.repeat)
     python = ensure_venv(args.python or _find_python311())
     env = dict(os.environ)
+    # As installed by pip, envpack runs from bytecode; a machine that sets
+    # PYTHONDONTWRITEBYTECODE would otherwise time recompiling every module each run.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("VIRTUAL_ENV", None)
     env.setdefault("ENVPACK_REDACT_KEY", "envpack-bench-key")
     paths, filled = _recorded_files(python, env)

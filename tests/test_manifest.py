@@ -84,7 +84,8 @@ def test_schema_rejects_a_component_of_the_wrong_shape() -> None:
         (b'{"schema_version": 1, "meta": {}, "env": []}', "section 'env' is not an object"),
         (b'{"schema_version": 1, "meta": {}, "env": {"A": 1}}', "env['A'] is not an object"),
         (b'{"schema_version": 1, "meta": {}, "issues": {}}', "'issues' is not a list"),
-        (b"[" * 100000, "nested too deeply"),
+        pytest.param(b"[" * 100000, "nested too deeply", id="deep-unclosed"),
+        pytest.param(b"[" * 100000 + b"]" * 100000, "nested too deeply", id="deep-closed"),
     ],
 )
 def test_bad_input_gives_one_clear_line(data: bytes, message: str) -> None:
@@ -117,3 +118,10 @@ def test_missing_and_folder_paths(tmp_path: Path) -> None:
         load_manifest(tmp_path / "absent.json")
     with pytest.raises(ManifestError, match="is a folder"):
         load_manifest(tmp_path)
+
+
+def test_canonical_bytes_equal_the_standard_library_form() -> None:
+    manifest = _manifest()
+    manifest.sections["env"]["UNICODE"] = {"value": "naïve ☃ \u2028", "redacted": False}
+    expected = json.dumps(manifest.to_json(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    assert dumps(manifest) == expected

@@ -101,3 +101,40 @@ def test_listing_missing_folder_is_empty_and_bad_root_is_usage_error(root: Path)
     assert Source.rootfs(root).listdir("/etc")[0] == "abs-escape"
     with pytest.raises(UsageError, match="not a folder"):
         Source.rootfs(root / "etc" / "os-release")
+
+
+def test_live_resolution_matches_realpath(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "file").write_text("x")
+    (tmp_path / "link-dir").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "link-file").symlink_to("file")
+    source = Source.live({})
+    for path in (
+        f"{tmp_path}/link-dir/file",
+        f"{tmp_path}/link-dir/link-file",
+        f"{tmp_path}/link-dir/missing",
+        f"{tmp_path}/link-dir/../real/file",
+        f"{tmp_path}/link-dir/.",
+        "/usr/bin/python3",
+        "/",
+    ):
+        assert source.resolve(path).inner == os.path.realpath(path), path
+        # A second call answers from the remembered folder, with the same result.
+        assert source.resolve(path).inner == os.path.realpath(path), path
+    not_followed = source.resolve(f"{tmp_path}/link-dir/link-file", follow_last=False)
+    assert not_followed.inner == f"{tmp_path}/real/link-file"
+
+
+def test_live_resolution_follows_chains_and_loops_like_realpath(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "etc" / "alternatives").mkdir(parents=True)
+    (tmp_path / "bin" / "real").write_text("x")
+    # Debian's alternatives: a relative chain through another folder, and a "../" hop.
+    (tmp_path / "etc" / "alternatives" / "tool").symlink_to(tmp_path / "bin" / "real")
+    (tmp_path / "bin" / "tool").symlink_to("../etc/alternatives/tool")
+    (tmp_path / "bin" / "loop1").symlink_to("loop2")
+    (tmp_path / "bin" / "loop2").symlink_to("loop1")
+    source = Source.live({})
+    for name in ("tool", "loop1", "real", "absent"):
+        path = f"{tmp_path}/bin/{name}"
+        assert source.resolve(path).inner == os.path.realpath(path), name

@@ -23,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.9/3.10 only
@@ -114,6 +112,8 @@ def parse_json(text: str) -> dict[str, str]:
 
 def parse_yaml(text: str) -> dict[str, str]:
     """YAML with ``safe_load`` semantics; several documents are keyed by their index."""
+    import yaml  # 12 ms to import; most captures have no YAML file
+
     try:
         documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except yaml.YAMLError as err:

@@ -154,14 +154,15 @@ class OwnerIndex:
             "name": str(component.get("name", "")),
             "version": str(component.get("version", "")),
         }
-        from envpack.snapshot.record import parse_record, resolve_record_path
+        from envpack.snapshot.record import record_rows, resolve_record_path
 
         base = posixpath.join(location, metadata_dir)
         paths: list[str] = []
         try:
             text = self.source.read_text_or_none(posixpath.join(base, "RECORD"))
             if text is not None:
-                paths = [entry.path for entry in parse_record(text)]
+                # Only the paths matter here: no per-row entry objects (numpy: 1,000+).
+                paths = [row[0] for row in record_rows(text)]
             else:  # an egg-info lists its files relative to itself
                 text = self.source.read_text_or_none(posixpath.join(base, "installed-files.txt"))
                 location = base
