@@ -17,6 +17,7 @@ from envpack.redact import Redactor
 from envpack.snapshot import libraries
 from envpack.snapshot.capture import capture
 from envpack.snapshot.context import CaptureContext, CaptureOptions
+from envpack.snapshot.elf import ElfInfo
 from envpack.snapshot.libraries import NEEDED_BY_LIMIT
 from envpack.snapshot.source import Source
 
@@ -230,3 +231,18 @@ def test_vendored_libs_folders_are_not_roots(tmp_path: Path) -> None:
     assert [(i.path, i.reason) for i in ctx.issues] == [
         (str(extension), f"libgone.so not found (needed by {extension})")
     ]
+
+
+def test_keys_do_not_depend_on_the_walk_order() -> None:
+    info = ElfInfo.__new__(ElfInfo)  # the ELF facts are not looked at here
+
+    def found(path: str, *needers: str) -> libraries.Found:
+        return libraries.Found("libpython3.11.so.1.0", path, path, info, None, set(needers))
+
+    system = found("/usr/lib/libpython3.11.so.1.0", "/usr/bin/gdb", "/usr/bin/perf")
+    pyenv = found("/opt/pyenv/lib/libpython3.11.so.1.0", "/opt/pyenv/bin/python3.11")
+    walked_one_way = libraries.stable_keys({"a": pyenv, "b": system})
+    walked_other_way = libraries.stable_keys({"a": system, "b": pyenv})
+    assert walked_one_way == walked_other_way
+    assert walked_one_way["libpython3.11.so.1.0"] is system
+    assert walked_one_way["libpython3.11.so.1.0@/opt/pyenv/lib/libpython3.11.so.1.0"] is pyenv

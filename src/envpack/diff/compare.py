@@ -46,6 +46,8 @@ _VERSIONED = {"python_packages", "interpreters", "system_packages"}
 # nothing that the key and the version do not.
 _BOOKKEEPING: dict[str, tuple[str, ...]] = {
     "python_packages": ("interpreter", "location", "metadata_dir"),
+    # Who loads a library follows from the binaries and interpreters, compared on their own.
+    "libraries": ("needed_by", "needed_by_count"),
 }
 # Fields that follow from a version (or implementation) change. Listing them beside it
 # would bury the one line that matters ("Python 3.11.7 → 2.7.18") under twenty that

@@ -221,6 +221,26 @@ def resolve_closure(
     return found
 
 
+def stable_keys(found: dict[str, Found]) -> dict[str, Found]:
+    """Re-key the closure so keys do not depend on the order the closure was walked.
+
+    When one soname resolves to several files, the plain key goes to the file most
+    objects load (then the first path): the system's ``libpython3.11.so.1.0`` keeps its
+    key whether or not a pyenv build of it is loaded too, so two captures that differ only
+    in their interpreter do not trade keys and show a removed library that is not.
+    """
+    groups: dict[str, list[Found]] = {}
+    for lib in found.values():
+        groups.setdefault(lib.name, []).append(lib)
+    keyed: dict[str, Found] = {}
+    for name, libs in groups.items():
+        libs.sort(key=lambda lib: (-len(lib.needed_by), lib.real_path))
+        keyed[name] = libs[0]
+        for other in libs[1:]:
+            keyed[f"{name}@{other.path}"] = other
+    return keyed
+
+
 def probe(ctx: CaptureContext) -> None:
     resolver = resolver_for(ctx)
     owners = owners_for(ctx)
@@ -239,7 +259,10 @@ def probe(ctx: CaptureContext) -> None:
         progress=ctx.progress,
     )
     hashes = batch.results()
-    section = {key: _component(ctx, lib, hashes.get(lib.real_path)) for key, lib in found.items()}
+    section = {
+        key: _component(ctx, lib, hashes.get(lib.real_path))
+        for key, lib in stable_keys(found).items()
+    }
     for problem_path, reason in owners.problems:
         ctx.issue(SECTION, problem_path, reason)
     owners.problems.clear()
