@@ -4,8 +4,6 @@ Exit codes: 0 success; 1 drift at or above the threshold (``diff``); 2 bad usage
 input, always as one line on stderr and never a traceback.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from pathlib import Path
@@ -41,7 +39,7 @@ class _LazyConsole:
     Importing rich costs ~40 ms of every run; a ``--quiet`` capture never prints.
     """
 
-    _console: Console | None = None
+    _console: Optional["Console"] = None
 
     def __getattr__(self, name: str) -> Any:
         if self._console is None:
