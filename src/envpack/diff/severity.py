@@ -55,7 +55,8 @@ requirements       requirement or requires-python not met       critical
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, Callable, Optional
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from envpack.diff.model import ChangeKind, Severity
 from envpack.diff.versions import VersionDelta
@@ -153,6 +154,22 @@ def _list_delta(before: Any, after: Any) -> str:
     return ", ".join(parts) if parts else "same items, other order"
 
 
+@dataclass(frozen=True)
+class Graded:
+    """What a section's grader looks at: one change, before it has a severity."""
+
+    key: str
+    field: str | None
+    before: Any
+    after: Any
+    kind: ChangeKind
+    delta: VersionDelta | None
+    needed: bool
+    """A removed component was needed by something captured (a library's users)."""
+    flat: bool
+    """The component's keys are compared one by one (config files)."""
+
+
 def grade(
     section: str,
     key: str,
@@ -173,25 +190,14 @@ def grade(
     one by one (so its hash changing adds nothing).
     """
     grader = _GRADERS.get(section, _grade_other)
-    return grader(key, field, before, after, kind, delta, needed, flattened_keys)
+    return grader(Graded(key, field, before, after, kind, delta, needed, flattened_keys))
 
 
-Grader = Callable[
-    [str, Optional[str], Any, Any, ChangeKind, Optional[VersionDelta], bool, bool],
-    tuple[Severity, str],
-]
+Grader = Callable[[Graded], tuple[Severity, str]]
 
 
-def _grade_interpreters(
-    key: str,
-    field: str | None,
-    before: Any,
-    after: Any,
-    kind: ChangeKind,
-    delta: VersionDelta | None,
-    needed: bool,
-    flat: bool,
-) -> tuple[Severity, str]:
+def _grade_interpreters(c: Graded) -> tuple[Severity, str]:
+    key, field, before, after, kind, delta = c.key, c.field, c.before, c.after, c.kind, c.delta
     if field is None:
         if kind is ChangeKind.REMOVED:
             return Severity.MAJOR, f"interpreter {key} is missing"
@@ -247,16 +253,8 @@ def _package_version(
     return severity, f"{versions}: {explain}"
 
 
-def _grade_python_packages(
-    key: str,
-    field: str | None,
-    before: Any,
-    after: Any,
-    kind: ChangeKind,
-    delta: VersionDelta | None,
-    needed: bool,
-    flat: bool,
-) -> tuple[Severity, str]:
+def _grade_python_packages(c: Graded) -> tuple[Severity, str]:
+    key, field, before, after, kind, delta = c.key, c.field, c.before, c.after, c.kind, c.delta
     if field is None:
         if kind is ChangeKind.REMOVED:
             return Severity.MAJOR, f"{key} is not installed; code importing it will fail"
@@ -266,16 +264,8 @@ def _grade_python_packages(
     return Severity.INFO, f"{key} {field} {_arrow(before, after)}"
 
 
-def _grade_system_packages(
-    key: str,
-    field: str | None,
-    before: Any,
-    after: Any,
-    kind: ChangeKind,
-    delta: VersionDelta | None,
-    needed: bool,
-    flat: bool,
-) -> tuple[Severity, str]:
+def _grade_system_packages(c: Graded) -> tuple[Severity, str]:
+    key, field, before, after, kind, delta = c.key, c.field, c.before, c.after, c.kind, c.delta
     if field is None:
         if kind is ChangeKind.REMOVED:
             return Severity.MAJOR, f"system package {key} is not installed"
@@ -287,16 +277,16 @@ def _grade_system_packages(
     return Severity.INFO, f"{key} {field} {_arrow(before, after)}"
 
 
-def _grade_libraries(
-    key: str,
-    field: str | None,
-    before: Any,
-    after: Any,
-    kind: ChangeKind,
-    delta: VersionDelta | None,
-    needed: bool,
-    flat: bool,
-) -> tuple[Severity, str]:
+def _grade_libraries(c: Graded) -> tuple[Severity, str]:
+    key, field, before, after, kind, delta, needed = (
+        c.key,
+        c.field,
+        c.before,
+        c.after,
+        c.kind,
+        c.delta,
+        c.needed,
+    )
     if field is None:
         if kind is ChangeKind.REMOVED:
             if needed:
@@ -315,16 +305,8 @@ def _grade_libraries(
     return Severity.MINOR, f"{key} {field} differs: same soname, another build"
 
 
-def _grade_os(
-    key: str,
-    field: str | None,
-    before: Any,
-    after: Any,
-    kind: ChangeKind,
-    delta: VersionDelta | None,
-    needed: bool,
-    flat: bool,
-) -> tuple[Severity, str]:
+def _grade_os(c: Graded) -> tuple[Severity, str]:
+    key, field, before, after = c.key, c.field, c.before, c.after
     if field is None:
         return Severity.MAJOR, f"OS facts {key} recorded on one side only"
     change = f"OS {key}.{field} {_arrow(before, after)}"
@@ -338,16 +320,8 @@ def _grade_os(
     return Severity.MINOR, change
 
 
-def _grade_config_files(
-    key: str,
-    field: str | None,
-    before: Any,
-    after: Any,
-    kind: ChangeKind,
-    delta: VersionDelta | None,
-    needed: bool,
-    flat: bool,
-) -> tuple[Severity, str]:
+def _grade_config_files(c: Graded) -> tuple[Severity, str]:
+    key, field, before, after, kind, flat = c.key, c.field, c.before, c.after, c.kind, c.flat
     if field is None:
         if kind is ChangeKind.REMOVED:
             return Severity.MAJOR, f"config file {key} is missing"
@@ -369,16 +343,8 @@ def _grade_config_files(
     return Severity.MINOR, f"{key} {field} differs"
 
 
-def _grade_env(
-    key: str,
-    field: str | None,
-    before: Any,
-    after: Any,
-    kind: ChangeKind,
-    delta: VersionDelta | None,
-    needed: bool,
-    flat: bool,
-) -> tuple[Severity, str]:
+def _grade_env(c: Graded) -> tuple[Severity, str]:
+    key, field, before, after, kind = c.key, c.field, c.before, c.after, c.kind
     lower = key.lower()
     severity = Severity.MAJOR if lower in _PROXY_VARS | _LOADER_VARS else Severity.MINOR
     why = ""
@@ -398,16 +364,8 @@ def _grade_env(
     return severity, f"environment variable {key} {_arrow(before, after)}{why}"
 
 
-def _grade_network(
-    key: str,
-    field: str | None,
-    before: Any,
-    after: Any,
-    kind: ChangeKind,
-    delta: VersionDelta | None,
-    needed: bool,
-    flat: bool,
-) -> tuple[Severity, str]:
+def _grade_network(c: Graded) -> tuple[Severity, str]:
+    key, field, before, after, kind = c.key, c.field, c.before, c.after, c.kind
     where = f"{key}.{field}" if field else key
     if field is None:
         state = "missing" if kind is ChangeKind.REMOVED else "present only here"
@@ -420,16 +378,8 @@ def _grade_network(
     return Severity.MINOR, change
 
 
-def _grade_binaries(
-    key: str,
-    field: str | None,
-    before: Any,
-    after: Any,
-    kind: ChangeKind,
-    delta: VersionDelta | None,
-    needed: bool,
-    flat: bool,
-) -> tuple[Severity, str]:
+def _grade_binaries(c: Graded) -> tuple[Severity, str]:
+    key, field, before, after, kind = c.key, c.field, c.before, c.after, c.kind
     if field is None:
         if kind is ChangeKind.REMOVED:
             return Severity.MAJOR, f"program {key} is missing"
@@ -437,16 +387,8 @@ def _grade_binaries(
     return Severity.MINOR, f"program {key} {field} {_arrow(before, after)}"
 
 
-def _grade_other(
-    key: str,
-    field: str | None,
-    before: Any,
-    after: Any,
-    kind: ChangeKind,
-    delta: VersionDelta | None,
-    needed: bool,
-    flat: bool,
-) -> tuple[Severity, str]:
+def _grade_other(c: Graded) -> tuple[Severity, str]:
+    key, field, before, after, kind = c.key, c.field, c.before, c.after, c.kind
     if key == "issues" and field == "count":
         return Severity.INFO, f"capture issues recorded: {_arrow(before, after)}"
     if field is None:
