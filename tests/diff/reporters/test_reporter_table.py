@@ -76,3 +76,14 @@ def test_no_drift() -> None:
 def test_values_never_break_a_row() -> None:
     text = TableReporter(width=300).render(two_env())
     assert "line1\\nline2\\r\\nline3" in text
+
+
+def test_three_environments_give_a_matrix_with_the_baseline_first() -> None:
+    lines = TableReporter(width=160).render(three_env()).splitlines()
+    assert lines[0].startswith("baseline dev; ")
+    header = next(line for line in lines if line.startswith("worst"))
+    assert header.split()[1:] == ["component", "dev", "(baseline)", "staging", "prod"]
+    row = next(line for line in lines if "python.version" in line)
+    # The same row the Markdown matrix shows: each environment's own value.
+    assert row.split() == ["critical", "python.version", "3.11.7", "3.11.9", "2.7.18"]
+    assert not any("→" in line for line in lines[:-1])  # no pairwise blocks

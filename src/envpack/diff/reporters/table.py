@@ -1,7 +1,9 @@
 """``--format table`` (the default): a terminal report grouped by section.
 
-One block per drift (baseline → other), one table per section inside it, rows coloured
-by severity, and the summary line last so it is what a CI log shows at the bottom.
+Two environments: one table per section, rows coloured by severity. Three or more: a
+matrix per section, each changed component across every environment (baseline first),
+each cell coloured by the severity of its change from the baseline. The summary line
+comes last so it is what a CI log shows at the bottom.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from rich.text import Text
 
 from envpack.diff.model import DiffResult, Severity
 from envpack.diff.reporters._common import (
+    MatrixRow,
     after_text,
     before_text,
     encodable,
+    matrix_rows,
     sorted_changes,
     verdict_line,
 )
@@ -57,6 +61,21 @@ class TableReporter:
             legacy_windows=False,
             _environ={},  # ignore COLUMNS/NO_COLOR/TERM of whoever runs us: output is pure
         )
+        if len(result.environments) >= 3:
+            self._matrix(console, result)
+        else:
+            self._pairs(console, result)
+        verdict = result.verdict
+        style = "bold red" if verdict.failed else "bold green"
+        # soft_wrap: the summary stays one line, whatever the width, for log scrapers.
+        console.print(Text(verdict_line(result), style=style), soft_wrap=True)
+        text = buffer.getvalue()
+        if not color:
+            # Rich pads cells to the column width; plain text needs no trailing blanks.
+            text = "\n".join(line.rstrip(" ") for line in text.split("\n"))
+        return encodable(text)
+
+    def _pairs(self, console: Console, result: DiffResult) -> None:
         for drift in result.drifts:
             changes = sorted_changes(drift.changes)
             head = Text(f"{drift.baseline} → {drift.other}", style="bold")
@@ -97,12 +116,42 @@ class TableReporter:
                     )
                 console.print(table)
             console.print()
-        verdict = result.verdict
-        style = "bold red" if verdict.failed else "bold green"
-        # soft_wrap: the summary stays one line, whatever the width, for log scrapers.
-        console.print(Text(verdict_line(result), style=style), soft_wrap=True)
-        text = buffer.getvalue()
-        if not color:
-            # Rich pads cells to the column width; plain text needs no trailing blanks.
-            text = "\n".join(line.rstrip(" ") for line in text.split("\n"))
-        return encodable(text)
+
+    def _matrix(self, console: Console, result: DiffResult) -> None:
+        rows = matrix_rows(result)
+        head = Text(f"baseline {result.baseline}; ", style="bold")
+        head.append(f"{len(rows)} changed component{'s' if len(rows) != 1 else ''} across ")
+        head.append(f"{len(result.environments)} environments")
+        console.print(head)
+        for section, group in groupby(rows, key=lambda row: row.section):
+            table = Table(
+                title=section,
+                title_justify="left",
+                title_style="bold",
+                box=box.SIMPLE_HEAD,
+                show_edge=False,
+                pad_edge=False,
+                expand=True,
+            )
+            table.add_column("worst", no_wrap=True)
+            table.add_column("component", overflow="fold", ratio=3)
+            for env in result.environments:
+                title = f"{env} (baseline)" if env == result.baseline else env
+                table.add_column(title, overflow="fold", ratio=2)
+            for row in group:
+                table.add_row(*self._matrix_cells(row, result))
+            console.print(table)
+        console.print()
+
+    @staticmethod
+    def _matrix_cells(row: MatrixRow, result: DiffResult) -> list[Text]:
+        worst = row.worst
+        cells = [
+            Text(worst.label, style=SEVERITY_STYLE[worst]) if worst is not None else Text(""),
+            Text(row.key + (f".{row.field}" if row.field else "")),
+        ]
+        for env in result.environments:
+            cell = row.cells[env]
+            style = SEVERITY_STYLE[cell.change.severity] if cell.change is not None else ""
+            cells.append(Text(cell.text(_VALUE_LIMIT), style=style))
+        return cells
