@@ -63,10 +63,13 @@ def capture(
     ctx = CaptureContext(source=source, options=options, redactor=redactor)
     if progress is not None:
         ctx.progress = progress
-    for section, probe in PROBES:
-        if ctx.wants(section):
-            ctx.progress(f"capturing {section}")
-            probe(ctx)
+    try:
+        for section, probe in PROBES:
+            if ctx.wants(section):
+                ctx.progress(f"capturing {section}")
+                probe(ctx)
+    finally:
+        ctx.close()
     meta = Meta(
         envpack_version=__version__,
         captured_at=capture_time(env),

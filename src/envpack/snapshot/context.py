@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from envpack.manifest import Issue, Section
 from envpack.redact import Redactor
@@ -13,6 +15,7 @@ from envpack.snapshot.source import Source
 __all__ = ["CaptureContext", "CaptureOptions", "Progress"]
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
 
 
 def _silent(_: str) -> None:
@@ -58,6 +61,23 @@ class CaptureContext:
     sections: dict[str, Section] = field(default_factory=dict)
     issues: list[Issue] = field(default_factory=list)
     progress: Progress = _silent
+    _shared: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # A probe run on its own (tests, library use) is never closed by capture();
+        # the shared objects are still closed when the context goes away.
+        weakref.finalize(self, _close_all, self._shared)
+
+    def shared(self, name: str, factory: Callable[[], T]) -> T:
+        """An object several probes of this capture share (the hash cache, the loader's
+        resolver, the owner index), made by ``factory`` on first use."""
+        if name not in self._shared:
+            self._shared[name] = factory()
+        return cast("T", self._shared[name])
+
+    def close(self) -> None:
+        """Close what the probes shared (the hash cache writes its last rows)."""
+        _close_all(self._shared)
 
     def issue(self, probe: str, path: str, reason: str) -> None:
         """Record something that could not be read, and carry on."""
@@ -65,3 +85,11 @@ class CaptureContext:
 
     def wants(self, section: str) -> bool:
         return self.options.only is None or section in self.options.only
+
+
+def _close_all(shared: dict[str, Any]) -> None:
+    for value in list(shared.values()):
+        close = getattr(value, "close", None)
+        if callable(close):
+            close()
+    shared.clear()

@@ -388,9 +388,5 @@ class HashBatch:
 
 def cache_for(ctx: CaptureContext) -> HashCache:
     """The one hash cache of a capture, opened on first use and closed with the capture."""
-    from envpack.snapshot._per_capture import per_capture
-
     options = ctx.options
-    return per_capture(
-        ctx, "hashcache", lambda: HashCache(options.cache_dir, enabled=options.use_cache)
-    )
+    return ctx.shared("hashcache", lambda: HashCache(options.cache_dir, enabled=options.use_cache))

@@ -440,6 +440,4 @@ def _unique(items: list[str]) -> list[str]:
 
 def resolver_for(ctx: CaptureContext) -> Resolver:
     """The capture's one resolver: binaries and libraries share its ELF and folder caches."""
-    from envpack.snapshot._per_capture import per_capture
-
-    return per_capture(ctx, "ldso", lambda: Resolver(ctx.source, cache_for(ctx)))
+    return ctx.shared("ldso", lambda: Resolver(ctx.source, cache_for(ctx)))

@@ -270,10 +270,7 @@ class OwnerIndex:
 
 def owners_for(ctx: CaptureContext) -> OwnerIndex:
     """The capture's one owner index, over the ``python_packages`` captured so far."""
-    from envpack.snapshot._per_capture import per_capture
-
-    return per_capture(
-        ctx,
+    return ctx.shared(
         "owners",
         lambda: OwnerIndex(ctx.source, ctx.sections.get("python_packages"), cache_for(ctx)),
     )
