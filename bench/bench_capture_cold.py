@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench_python_capture import _envpack_command, _find_python311, ensure_venv
+from benchlib import child_env, time_run
 
 from envpack.manifest import SECTIONS
 from envpack.redact import Redactor
@@ -63,22 +61,6 @@ def _recorded_files(python: Path, env: dict[str, str]) -> tuple[list[str], list[
     return paths, filled
 
 
-_CPU: dict[str, list[float]] = {}
-"""CPU seconds (user + system, all threads) of each timed command, by its first word."""
-
-
-def _time(cmd: list[str], env: dict[str, str]) -> float:
-    """Wall seconds of one run; its CPU seconds go to _CPU (wall depends on machine load)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, env=env, check=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    _CPU.setdefault(cmd[0], []).append(cpu)
-    return wall
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs of each side (min 3)")
@@ -86,12 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     repeat = max(3, args.repeat)
     python = ensure_venv(args.python or _find_python311())
-    env = dict(os.environ)
-    # As installed by pip, envpack runs from bytecode; a machine that sets
-    # PYTHONDONTWRITEBYTECODE would otherwise time recompiling every module each run.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.pop("VIRTUAL_ENV", None)
-    env.setdefault("ENVPACK_REDACT_KEY", "envpack-bench-key")
+    env = child_env()
     paths, filled = _recorded_files(python, env)
     size = sum(os.path.getsize(p) for p in paths)
     with tempfile.TemporaryDirectory(prefix="envpack-bench-") as scratch:
@@ -108,21 +85,20 @@ def main() -> None:
             "-q",
         ]
 
-        def cold_envpack(run: int) -> float:
+        def cold_envpack(run: int) -> tuple[float, float]:
             cache_home = Path(scratch) / f"cache-{run}"  # empty: every hash is computed
-            return _time(envpack_cmd, {**env, "XDG_CACHE_HOME": str(cache_home)})
+            return time_run(envpack_cmd, {**env, "XDG_CACHE_HOME": str(cache_home)})
 
         cold_envpack(-1)  # untimed: warms the page cache and the .pyc files
-        _time(hash_cmd, env)
-        _CPU.clear()
+        time_run(hash_cmd, env)
         load_before = os.getloadavg()[0]
-        envpack_times: list[float] = []
-        hash_times: list[float] = []
+        envpack_runs: list[tuple[float, float]] = []
+        hash_runs: list[tuple[float, float]] = []
         for run in range(repeat):
-            envpack_times.append(cold_envpack(run))
-            hash_times.append(_time(hash_cmd, env))
-    envpack_median = statistics.median(envpack_times)
-    hash_median = statistics.median(hash_times)
+            envpack_runs.append(cold_envpack(run))
+            hash_runs.append(time_run(hash_cmd, env))
+    envpack_median = statistics.median(wall for wall, _ in envpack_runs)
+    hash_median = statistics.median(wall for wall, _ in hash_runs)
     ratio = envpack_median / hash_median
     print(f"sections filled: {', '.join(filled)}")
     print(f"files hashed: {len(paths)} ({size / 1e6:.0f} MB)")
@@ -132,8 +108,8 @@ def main() -> None:
     print(f"hashlib alone:                median {hash_median:.2f} s over {repeat} runs")
     verdict = "meets" if ratio <= GOAL else "MISSES"
     print(f"ratio envpack/hashlib: {ratio:.2f} ({verdict} the goal <= {GOAL})")
-    envpack_cpu = statistics.median(_CPU[envpack_cmd[0]])
-    hash_cpu = statistics.median(_CPU[hash_cmd[0]])
+    envpack_cpu = statistics.median(cpu for _, cpu in envpack_runs)
+    hash_cpu = statistics.median(cpu for _, cpu in hash_runs)
     print(
         f"CPU (user+sys) medians: envpack {envpack_cpu:.2f} s, hashlib {hash_cpu:.2f} s, "
         f"ratio {envpack_cpu / hash_cpu:.2f}; load average {load_before:.2f} before, "

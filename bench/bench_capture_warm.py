@@ -15,31 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
-import subprocess
 import tempfile
-import time
 
 from bench_python_capture import _envpack_command, _find_python311, ensure_venv
+from benchlib import child_env, time_run
 
 GOAL = 1.0
-
-
-_CPU: dict[str, list[float]] = {}
-"""CPU seconds (user + system, all threads) of each timed command, by its first word."""
-
-
-def _time(cmd: list[str], env: dict[str, str]) -> float:
-    """Wall seconds of one run; its CPU seconds go to _CPU (wall depends on machine load)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, env=env, check=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    _CPU.setdefault(cmd[0], []).append(cpu)
-    return wall
 
 
 def main() -> None:
@@ -49,12 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     repeat = max(3, args.repeat)
     python = ensure_venv(args.python or _find_python311())
-    env = dict(os.environ)
-    # As installed by pip, envpack runs from bytecode; a machine that sets
-    # PYTHONDONTWRITEBYTECODE would otherwise time recompiling every module each run.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.pop("VIRTUAL_ENV", None)
-    env.setdefault("ENVPACK_REDACT_KEY", "envpack-bench-key")
+    env = child_env()
     with tempfile.TemporaryDirectory(prefix="envpack-bench-") as cache_home:
         env["XDG_CACHE_HOME"] = cache_home
         envpack_cmd = [
@@ -67,17 +44,16 @@ def main() -> None:
             "-q",
         ]
         pip_cmd = [str(python), "-m", "pip", "inspect", "--disable-pip-version-check"]
-        _time(envpack_cmd, env)  # untimed: fills the hash cache, warms pages and .pyc files
-        _time(pip_cmd, env)
-        _CPU.clear()
+        time_run(envpack_cmd, env)  # untimed: fills the hash cache, warms pages and .pyc
+        time_run(pip_cmd, env)
         load_before = os.getloadavg()[0]
-        envpack_times: list[float] = []
-        pip_times: list[float] = []
+        envpack_runs: list[tuple[float, float]] = []
+        pip_runs: list[tuple[float, float]] = []
         for _ in range(repeat):
-            envpack_times.append(_time(envpack_cmd, env))
-            pip_times.append(_time(pip_cmd, env))
-    envpack_median = statistics.median(envpack_times)
-    pip_median = statistics.median(pip_times)
+            envpack_runs.append(time_run(envpack_cmd, env))
+            pip_runs.append(time_run(pip_cmd, env))
+    envpack_median = statistics.median(wall for wall, _ in envpack_runs)
+    pip_median = statistics.median(wall for wall, _ in pip_runs)
     ratio = envpack_median / pip_median
     print(f"envpack: {' '.join(envpack_cmd)}  (warm hash cache)")
     print(f"pip:     {' '.join(pip_cmd)} > /dev/null")
@@ -85,8 +61,8 @@ def main() -> None:
     print(f"pip inspect:                          median {pip_median:.2f} s over {repeat} runs")
     verdict = "meets" if ratio <= GOAL else "MISSES"
     print(f"ratio envpack/pip inspect: {ratio:.2f} ({verdict} the goal <= {GOAL})")
-    envpack_cpu = statistics.median(_CPU[envpack_cmd[0]])
-    pip_cpu = statistics.median(_CPU[pip_cmd[0]])
+    envpack_cpu = statistics.median(cpu for _, cpu in envpack_runs)
+    pip_cpu = statistics.median(cpu for _, cpu in pip_runs)
     print(
         f"CPU (user+sys) medians: envpack {envpack_cpu:.2f} s, pip inspect {pip_cpu:.2f} s, "
         f"ratio {envpack_cpu / pip_cpu:.2f}; load average {load_before:.2f} before, "

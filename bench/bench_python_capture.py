@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from benchlib import child_env, time_run
 
 HERE = Path(__file__).resolve().parent
 VENVS = HERE / ".venvs"
@@ -80,17 +80,6 @@ def _envpack_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "envpack"]
 
 
-def _time(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall time and CPU time (user + sys, the child and what it waited for) of one run."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, env=env, check=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7, help="runs of each tool (min 5)")
@@ -98,12 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     repeat = max(5, args.repeat)
     python = ensure_venv(args.python or _find_python311())
-    env = dict(os.environ)
-    # As installed by pip, envpack runs from bytecode; a machine that sets
-    # PYTHONDONTWRITEBYTECODE would otherwise time recompiling every module each run.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.pop("VIRTUAL_ENV", None)
-    env.setdefault("ENVPACK_REDACT_KEY", "envpack-bench-key")
+    env = child_env()
     envpack_cmd = [
         *_envpack_command(), "capture", "--python", str(python),
         "--only", "interpreters", "--only", "python_packages", "--only", "os", "--only", "env",
@@ -115,13 +99,13 @@ def main() -> None:
         capture_output=True, text=True, check=True, env=env,
     ).stdout.count("\n")  # fmt: skip
     # One untimed run of each warms the page cache and the .pyc files.
-    _time(envpack_cmd, env)
-    _time(pip_cmd, env)
+    time_run(envpack_cmd, env)
+    time_run(pip_cmd, env)
     envpack_runs: list[tuple[float, float]] = []
     pip_runs: list[tuple[float, float]] = []
     for _ in range(repeat):
-        envpack_runs.append(_time(envpack_cmd, env))
-        pip_runs.append(_time(pip_cmd, env))
+        envpack_runs.append(time_run(envpack_cmd, env))
+        pip_runs.append(time_run(pip_cmd, env))
     envpack_wall = statistics.median(run[0] for run in envpack_runs)
     pip_wall = statistics.median(run[0] for run in pip_runs)
     envpack_cpu = statistics.median(run[1] for run in envpack_runs)
