@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 from bench_python_capture import _envpack_command, _find_python311, ensure_venv
-from benchlib import child_env, time_run
+from benchlib import child_env, interleaved, medians, time_run
 
 from envpack.manifest import SECTIONS
 from envpack.redact import Redactor
@@ -92,13 +91,12 @@ def main() -> None:
         cold_envpack(-1)  # untimed: warms the page cache and the .pyc files
         time_run(hash_cmd, env)
         load_before = os.getloadavg()[0]
-        envpack_runs: list[tuple[float, float]] = []
-        hash_runs: list[tuple[float, float]] = []
-        for run in range(repeat):
-            envpack_runs.append(cold_envpack(run))
-            hash_runs.append(time_run(hash_cmd, env))
-    envpack_median = statistics.median(wall for wall, _ in envpack_runs)
-    hash_median = statistics.median(wall for wall, _ in hash_runs)
+        fresh_caches = iter(range(repeat))
+        envpack_runs, hash_runs = interleaved(
+            lambda: cold_envpack(next(fresh_caches)), lambda: time_run(hash_cmd, env), repeat
+        )
+    envpack_median, envpack_cpu = medians(envpack_runs)
+    hash_median, hash_cpu = medians(hash_runs)
     ratio = envpack_median / hash_median
     print(f"sections filled: {', '.join(filled)}")
     print(f"files hashed: {len(paths)} ({size / 1e6:.0f} MB)")
@@ -108,8 +106,6 @@ def main() -> None:
     print(f"hashlib alone:                median {hash_median:.2f} s over {repeat} runs")
     verdict = "meets" if ratio <= GOAL else "MISSES"
     print(f"ratio envpack/hashlib: {ratio:.2f} ({verdict} the goal <= {GOAL})")
-    envpack_cpu = statistics.median(cpu for _, cpu in envpack_runs)
-    hash_cpu = statistics.median(cpu for _, cpu in hash_runs)
     print(
         f"CPU (user+sys) medians: envpack {envpack_cpu:.2f} s, hashlib {hash_cpu:.2f} s, "
         f"ratio {envpack_cpu / hash_cpu:.2f}; load average {load_before:.2f} before, "

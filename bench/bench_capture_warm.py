@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 
 from bench_python_capture import _envpack_command, _find_python311, ensure_venv
-from benchlib import child_env, time_run
+from benchlib import child_env, interleaved, medians, time_run
 
 GOAL = 1.0
 
@@ -47,13 +46,11 @@ def main() -> None:
         time_run(envpack_cmd, env)  # untimed: fills the hash cache, warms pages and .pyc
         time_run(pip_cmd, env)
         load_before = os.getloadavg()[0]
-        envpack_runs: list[tuple[float, float]] = []
-        pip_runs: list[tuple[float, float]] = []
-        for _ in range(repeat):
-            envpack_runs.append(time_run(envpack_cmd, env))
-            pip_runs.append(time_run(pip_cmd, env))
-    envpack_median = statistics.median(wall for wall, _ in envpack_runs)
-    pip_median = statistics.median(wall for wall, _ in pip_runs)
+        envpack_runs, pip_runs = interleaved(
+            lambda: time_run(envpack_cmd, env), lambda: time_run(pip_cmd, env), repeat
+        )
+    envpack_median, envpack_cpu = medians(envpack_runs)
+    pip_median, pip_cpu = medians(pip_runs)
     ratio = envpack_median / pip_median
     print(f"envpack: {' '.join(envpack_cmd)}  (warm hash cache)")
     print(f"pip:     {' '.join(pip_cmd)} > /dev/null")
@@ -61,8 +58,6 @@ def main() -> None:
     print(f"pip inspect:                          median {pip_median:.2f} s over {repeat} runs")
     verdict = "meets" if ratio <= GOAL else "MISSES"
     print(f"ratio envpack/pip inspect: {ratio:.2f} ({verdict} the goal <= {GOAL})")
-    envpack_cpu = statistics.median(cpu for _, cpu in envpack_runs)
-    pip_cpu = statistics.median(cpu for _, cpu in pip_runs)
     print(
         f"CPU (user+sys) medians: envpack {envpack_cpu:.2f} s, pip inspect {pip_cpu:.2f} s, "
         f"ratio {envpack_cpu / pip_cpu:.2f}; load average {load_before:.2f} before, "

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import resource
+import statistics
 import subprocess
 import time
+from collections.abc import Callable
 
-__all__ = ["child_env", "time_run"]
+__all__ = ["child_env", "interleaved", "medians", "time_run"]
 
 
 def child_env() -> dict[str, str]:
@@ -33,3 +35,27 @@ def time_run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+Run = tuple[float, float]
+"""(wall seconds, CPU seconds) of one run."""
+
+
+def interleaved(
+    first: Callable[[], Run], second: Callable[[], Run], repeat: int
+) -> tuple[list[Run], list[Run]]:
+    """``repeat`` runs of each, alternating, so a change in machine load hits both sides."""
+    runs_first: list[Run] = []
+    runs_second: list[Run] = []
+    for _ in range(repeat):
+        runs_first.append(first())
+        runs_second.append(second())
+    return runs_first, runs_second
+
+
+def medians(runs: list[Run]) -> Run:
+    """Median wall and median CPU seconds of some runs."""
+    return (
+        statistics.median(wall for wall, _ in runs),
+        statistics.median(cpu for _, cpu in runs),
+    )

@@ -87,15 +87,7 @@ class TableReporter:
                 head.append("  no drift")
             console.print(head)
             for section, group in groupby(changes, key=lambda c: c.section):
-                table = Table(
-                    title=section,
-                    title_justify="left",
-                    title_style="bold",
-                    box=box.SIMPLE_HEAD,
-                    show_edge=False,
-                    pad_edge=False,
-                    expand=True,
-                )
+                table = _section_table(section)
                 # Ratios share the width out: long keys and values fold inside their own
                 # column instead of squeezing the reason into a sliver.
                 table.add_column("severity", no_wrap=True)
@@ -124,15 +116,7 @@ class TableReporter:
         head.append(f"{len(result.environments)} environments")
         console.print(head)
         for section, group in groupby(rows, key=lambda row: row.section):
-            table = Table(
-                title=section,
-                title_justify="left",
-                title_style="bold",
-                box=box.SIMPLE_HEAD,
-                show_edge=False,
-                pad_edge=False,
-                expand=True,
-            )
+            table = _section_table(section)
             table.add_column("worst", no_wrap=True)
             table.add_column("component", overflow="fold", ratio=3)
             for env in result.environments:
@@ -155,3 +139,16 @@ class TableReporter:
             style = SEVERITY_STYLE[cell.change.severity] if cell.change is not None else ""
             cells.append(Text(cell.text(_VALUE_LIMIT), style=style))
         return cells
+
+
+def _section_table(section: str) -> Table:
+    """An empty table titled by its section, in the one style both layouts share."""
+    return Table(
+        title=section,
+        title_justify="left",
+        title_style="bold",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        expand=True,
+    )
