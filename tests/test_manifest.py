@@ -105,12 +105,56 @@ def test_newer_schema_names_both_versions() -> None:
     )
 
 
-def test_truncated_real_manifest_is_reported_as_truncated(tmp_path: Path) -> None:
-    text = dumps(_manifest())
-    cut = tmp_path / "cut.json"
-    cut.write_text(text[: len(text) // 2])
-    with pytest.raises(ManifestError, match="truncated"):
-        load_manifest(cut)
+def _error_of(text: str) -> str:
+    with pytest.raises(ManifestError) as caught:
+        loads(text, origin="m.json")
+    return str(caught.value)
+
+
+# Every kind of token a cut can land in: numbers with fraction and exponent, negative
+# numbers, literals, escapes (\uXXXX among them), non-ASCII text, nesting, empty objects.
+_AWKWARD_DOCUMENT = {
+    "schema_version": 1,
+    "meta": {"label": 'd\u00e9v "q" \\ \u2028 \U0001f600', "n": None, "empty": {}},
+    "env": {"A": {"value": "tab\there", "redacted": False, "size": -12.5e-3, "ok": True}},
+    "issues": [{"probe": "os", "path": "/etc/\u00e9", "reason": "x", "count": 1024}],
+}
+
+
+@pytest.mark.parametrize("ensure_ascii", [False, True])
+def test_every_cut_of_a_document_is_reported_as_truncated(ensure_ascii: bool) -> None:
+    # CI once met a cut inside a literal that the old end-of-text rule called invalid JSON.
+    text = json.dumps(_AWKWARD_DOCUMENT, indent=2, sort_keys=True, ensure_ascii=ensure_ascii)
+    for end in range(1, len(text) - 1):
+        message = _error_of(text[:end])
+        assert "truncated" in message, (end, text[:end][-20:], message)
+
+
+def test_cuts_of_a_real_capture_are_reported_as_truncated() -> None:
+    sections = frozenset({"os", "system_packages", "env", "config_files"})
+    live = capture(Source.live(), CaptureOptions(only=sections), Redactor(b"test-key"))
+    text = dumps(live)
+    for end in range(1, len(text) - 1, max(1, len(text) // 997)):  # ~1,000 spread cuts
+        assert "truncated" in _error_of(text[:end]), (end, text[:end][-20:])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{nope}",
+        '{"a": tru}',
+        '{"a": 1.}',
+        '{"a": "x\\q"}',
+        '{"a": "\\u12"}',
+        '{"a": "line\nbreak"}',
+        '{"a": 1} trailing',
+        '{"a": [1, 2,]}',
+        '{"a": -}',
+        "{.",
+    ],
+)
+def test_malformed_complete_text_is_invalid_json_not_truncated(text: str) -> None:
+    assert "invalid JSON" in _error_of(text)
 
 
 def test_missing_and_folder_paths(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ format for other tools, and the tests check every manifest envpack writes agains
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
@@ -185,13 +186,44 @@ def loads(data: bytes | str, *, origin: str = "<manifest>") -> Manifest:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as err:
-        what = "truncated" if err.pos >= len(text.rstrip()) else "invalid JSON"
+        what = "truncated" if _ends_mid_document(text, err) else "invalid JSON"
         raise ManifestError(
             f"{origin}: {what} (line {err.lineno}, column {err.colno}: {err.msg})"
         ) from err
     except RecursionError as err:
         raise ManifestError(f"{origin}: not an envpack manifest (nested too deeply)") from err
     return _from_document(document, origin)
+
+
+# What may follow the decoder's error position when the text is a cut-off JSON document:
+# nothing but blanks, an unterminated string, or the start of a literal or of a number.
+_CUT_STRING = re.compile(r'"(?:[^"\\\x00-\x1f]|\\.)*\\?')
+_CUT_ESCAPE = re.compile(r"u[0-9a-fA-F]{0,4}")  # four: the decoder wants a closing quote
+_LITERALS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")  # "-" starts a number too
+_CUT_NUMBER_TAIL = re.compile(r"\.|[eE][-+]?")
+
+
+def _ends_mid_document(text: str, err: json.JSONDecodeError) -> bool:
+    """Whether ``text`` is a JSON document cut short rather than a malformed one.
+
+    The decoder stops at the first token it cannot use. Text cut mid-document is a valid
+    prefix of JSON, so that token must run to the end of the text: blanks, an unfinished
+    string (its escape included), an unfinished literal, or an unfinished number's
+    fraction or exponent (``1.``, ``2e-``), which the decoder leaves after the digits.
+    """
+    tail = text[err.pos :]
+    if not tail.strip():
+        return True
+    if err.msg.startswith("Unterminated string"):  # the tail starts at its opening quote
+        return _CUT_STRING.fullmatch(tail) is not None
+    if err.msg.startswith("Invalid \\uXXXX escape"):  # the tail starts at the ``u``
+        return _CUT_ESCAPE.fullmatch(tail) is not None
+    if err.msg == "Expecting value":
+        return any(literal.startswith(tail) for literal in _LITERALS)
+    if err.msg.startswith("Expecting"):  # a delimiter, where a number's digits stopped
+        after_digit = text[err.pos - 1 : err.pos].isdigit()
+        return after_digit and _CUT_NUMBER_TAIL.fullmatch(tail) is not None
+    return False
 
 
 def load_manifest(path: str | Path) -> Manifest:
