@@ -28,6 +28,7 @@ def _run(source: Source, tmp_path: Path, **options: object) -> CaptureContext:
         redactor=Redactor(b"k" * 32),
     )
     binaries.probe(ctx)
+    ctx.finish()  # the hashes are collected once every probe has run
     return ctx
 
 

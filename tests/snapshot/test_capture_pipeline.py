@@ -1,13 +1,17 @@
-"""The capture pipeline: section selection and what ``--only`` pulls in."""
+"""The capture pipeline: section selection, what ``--only`` pulls in, deferred steps."""
 
 from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
 
 import pytest
 
 from envpack.errors import UsageError
 from envpack.redact import Redactor
 from envpack.snapshot.capture import capture, with_inputs
-from envpack.snapshot.context import CaptureOptions
+from envpack.snapshot.context import CaptureContext, CaptureOptions
 from envpack.snapshot.probes import PROBES
 from envpack.snapshot.source import Source
 
@@ -42,3 +46,34 @@ def test_only_python_packages_captures_the_real_packages() -> None:
 def test_unknown_section_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="unknown section 'bogus'"):
         capture(Source.live(), CaptureOptions(only=frozenset({"bogus"})), Redactor(b"k"))
+
+
+def test_deferred_steps_run_in_order_once() -> None:
+    ctx = CaptureContext(source=Source.live(), options=CaptureOptions(), redactor=Redactor(b"k"))
+    ran: list[str] = []
+    ctx.defer(lambda: ran.append("binaries"))
+    ctx.defer(lambda: ran.append("libraries"))
+    assert ran == []
+    ctx.finish()
+    ctx.finish()
+    assert ran == ["binaries", "libraries"]
+
+
+def test_hashes_collected_after_the_probes_are_the_files_hashes(tmp_path: Path) -> None:
+    # Binaries and libraries hash in the background and are filled in after the last
+    # probe: every digest must still be the file's own, as hashlib computes it.
+    manifest = capture(
+        Source.live(environ={"PATH": str(Path(sys.executable).parent) + ":/usr/bin"}),
+        CaptureOptions(
+            only=frozenset({"libraries"}), cache_dir=tmp_path / "cache", pythons=(sys.executable,)
+        ),
+        Redactor(b"k"),
+    )
+    components = [
+        *manifest.sections["binaries"].values(),
+        *manifest.sections["libraries"].values(),
+    ]
+    assert len(manifest.sections["libraries"]) > 10
+    for component in components:
+        expected = hashlib.sha256(Path(component["real_path"]).read_bytes()).hexdigest()
+        assert component["sha256"] == expected, component["real_path"]

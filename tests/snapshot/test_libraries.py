@@ -228,6 +228,7 @@ def test_vendored_libs_folders_are_not_roots(tmp_path: Path) -> None:
         "python": {"executable": sys.executable, "site_packages": [str(site)], "primary": True}
     }
     libraries.probe(ctx)
+    ctx.finish()
     assert [(i.path, i.reason) for i in ctx.issues] == [
         (str(extension), f"libgone.so not found (needed by {extension})")
     ]

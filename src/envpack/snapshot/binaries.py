@@ -188,19 +188,24 @@ def probe(ctx: CaptureContext) -> None:
             "elf": None if elf is None else _elf_json(elf),
             "shebang": shebang,
         }
-    hashes = batch.results()
-    for key, component in components.items():
-        digest = hashes.get(real_paths[key])
-        if isinstance(digest, str):
-            component["sha256"] = digest
-        elif digest is not None:
-            ctx.issue(SECTION, component["path"], str(digest))
     for problem_path, reason in owners.problems:
         ctx.issue(SECTION, problem_path, reason)
     owners.problems.clear()
     if ctx.options.probe_versions and source.is_live:
         _add_versions(ctx, components)
     ctx.sections[SECTION] = components
+
+    def fill_hashes() -> None:
+        hashes = batch.results()
+        for key, component in components.items():
+            digest = hashes.get(real_paths[key])
+            if isinstance(digest, str):
+                component["sha256"] = digest
+            elif digest is not None:
+                ctx.issue(SECTION, component["path"], str(digest))
+
+    # The files go on hashing in the background while the next probes run.
+    ctx.defer(fill_hashes)
 
 
 def _facts_text(elf: ElfInfo | None, shebang: str | None) -> str:

@@ -68,6 +68,7 @@ def capture(
             if ctx.wants(section):
                 ctx.progress(f"capturing {section}")
                 probe(ctx)
+        ctx.finish()
     finally:
         ctx.close()
     meta = Meta(

@@ -62,6 +62,7 @@ class CaptureContext:
     issues: list[Issue] = field(default_factory=list)
     progress: Progress = _silent
     _shared: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _deferred: list[Callable[[], None]] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # A probe run on its own (tests, library use) is never closed by capture();
@@ -74,6 +75,19 @@ class CaptureContext:
         if name not in self._shared:
             self._shared[name] = factory()
         return cast("T", self._shared[name])
+
+    def defer(self, step: Callable[[], None]) -> None:
+        """Run ``step`` once every probe has run (:meth:`finish`).
+
+        A probe that started background work (hashing its files) defers collecting it, so
+        the next probes run meanwhile instead of waiting for the last file to be hashed.
+        """
+        self._deferred.append(step)
+
+    def finish(self) -> None:
+        """Run the deferred steps, in the order they were deferred."""
+        while self._deferred:
+            self._deferred.pop(0)()
 
     def close(self) -> None:
         """Close what the probes shared (the hash cache writes its last rows)."""

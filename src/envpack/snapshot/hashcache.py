@@ -146,6 +146,8 @@ class HashCache:
         self._pending_facts: list[tuple[int, int, int, int, int, str, str]] = []
         self._pending_memo: list[tuple[str, str, str, str]] = []
         self.path: Path | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        """The hashing threads, one set for every batch of the capture (see :meth:`close`)."""
         self._empty = False
         """A new cache: every lookup would miss, so none is made (a cold capture's speed)."""
         if enabled:
@@ -204,6 +206,10 @@ class HashCache:
         return self._db is not None
 
     def close(self) -> None:
+        if self._pool is not None:
+            # Not cancelled: a queued job owns an open descriptor it closes when it runs.
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self.flush()
         if self._db is not None:
             self._db.close()
@@ -308,6 +314,13 @@ class HashCache:
         """Start hashing files as they are found; collect every hash at the end."""
         return HashBatch(self, source)
 
+    def _submit(
+        self, source: Source, inner: str, opened: tuple[int, os.stat_result] | None
+    ) -> Future[tuple[str | SourceReadError, Key | None]]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="hash")
+        return self._pool.submit(_work, source, inner, opened)
+
 
 def _work(
     source: Source, inner: str, opened: tuple[int, os.stat_result] | None = None
@@ -331,7 +344,6 @@ class HashBatch:
         self._source = source
         self._done: dict[str, str | SourceReadError] = {}
         self._futures: dict[str, Future[tuple[str | SourceReadError, Key | None]]] = {}
-        self._pool: ThreadPoolExecutor | None = None
 
     def add_open(self, inner: str, fd: int, st: os.stat_result) -> None:
         """Hash ``inner`` from ``fd`` (from :meth:`Source.open_fd`), which this now owns."""
@@ -363,9 +375,7 @@ class HashBatch:
         return True
 
     def _submit(self, inner: str, opened: tuple[int, os.stat_result] | None) -> None:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="hash")
-        self._futures[inner] = self._pool.submit(_work, self._source, inner, opened)
+        self._futures[inner] = self.cache._submit(self._source, inner, opened)
 
     def results(self) -> dict[str, str | SourceReadError]:
         """Every hash (or the error that prevented it), once all are computed."""
@@ -377,9 +387,6 @@ class HashBatch:
                 if key is not None and isinstance(outcome, str):
                     rows.append((key, outcome))
         finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
             self._futures = {}
         self.cache._store(rows)
         self.cache.flush()

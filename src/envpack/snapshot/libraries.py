@@ -49,19 +49,15 @@ class Found:
     needed_by: set[str] = field(default_factory=set)
 
 
-def _component(
-    ctx: CaptureContext, lib: Found, digest: str | SourceReadError | None
-) -> dict[str, Any]:
-    if isinstance(digest, SourceReadError):
-        ctx.issue(SECTION, lib.path, str(digest))
-        digest = None
+def _component(ctx: CaptureContext, lib: Found) -> dict[str, Any]:
+    """The section entry of one library; its ``sha256`` is filled when hashing is done."""
     st = lib.stat
     needed_by = sorted(lib.needed_by)
     return {
         "soname": lib.name,
         "path": lib.path,
         "real_path": lib.real_path,
-        "sha256": digest,
+        "sha256": None,
         "size": st.st_size if st is not None and stat.S_ISREG(st.st_mode) else None,
         "owner": owners_for(ctx).owner(lib.path, lib.real_path),
         "needed_by": needed_by[:NEEDED_BY_LIMIT],
@@ -258,13 +254,21 @@ def probe(ctx: CaptureContext) -> None:
         on_missing=missing,
         progress=ctx.progress,
     )
-    hashes = batch.results()
-    section = {
-        key: _component(ctx, lib, hashes.get(lib.real_path))
-        for key, lib in stable_keys(found).items()
-    }
+    keyed = stable_keys(found)
+    section = {key: _component(ctx, lib) for key, lib in keyed.items()}
     for problem_path, reason in owners.problems:
         ctx.issue(SECTION, problem_path, reason)
     owners.problems.clear()
-    cache_for(ctx).flush()  # owners answered after the hashes came in
     ctx.sections[SECTION] = section
+
+    def fill_hashes() -> None:
+        hashes = batch.results()  # also writes the owners' answers to the cache
+        for key, lib in keyed.items():
+            digest = hashes.get(lib.real_path)
+            if isinstance(digest, str):
+                section[key]["sha256"] = digest
+            elif digest is not None:
+                ctx.issue(SECTION, lib.path, str(digest))
+
+    # The libraries go on hashing in the background while the next probes run.
+    ctx.defer(fill_hashes)

@@ -31,13 +31,15 @@ def _lazy(module: str) -> ProbeFunction:
 
 
 PROBES: tuple[tuple[str, ProbeFunction], ...] = (
+    # Binaries and libraries first: their files hash in the background (collected by
+    # CaptureContext.finish) while the lighter probes after them run.
+    ("binaries", _lazy("binaries")),
     ("interpreters", _lazy("interpreters")),
     ("python_packages", _lazy("python_packages")),
+    ("libraries", _lazy("libraries")),
     ("os", _lazy("os_info")),
     ("system_packages", _lazy("system_packages")),
     ("env", _lazy("env_vars")),
-    ("binaries", _lazy("binaries")),
-    ("libraries", _lazy("libraries")),
     ("config_files", _lazy("config_files")),
     ("network", _lazy("network")),
 )
