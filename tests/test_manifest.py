@@ -169,3 +169,15 @@ def test_canonical_bytes_equal_the_standard_library_form() -> None:
     manifest.sections["env"]["UNICODE"] = {"value": "naïve ☃ \u2028", "redacted": False}
     expected = json.dumps(manifest.to_json(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     assert dumps(manifest) == expected
+
+
+def test_loading_keeps_one_object_per_repeated_string() -> None:
+    # The memory goal of a 100,000-package diff rests on this sharing (bench/bench_diff.py).
+    manifest = _manifest()
+    manifest.sections["python_packages"]["flask"] = {"name": "flask", "version": "2.31.0"}
+    loaded = loads(dumps(manifest))
+    packages = loaded.sections["python_packages"]
+    assert packages["requests"]["version"] is packages["flask"]["version"]
+    key = next(k for k in packages if k == "flask")
+    assert packages["flask"]["name"] is key
+    assert packages == manifest.sections["python_packages"]

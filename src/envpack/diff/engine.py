@@ -111,25 +111,7 @@ def _load(path: str) -> Manifest:
             text = stream.read()
     except (OSError, UnicodeDecodeError):
         return load_manifest(path)
-    manifest = loads(text, origin=path)
-    del text
-    _share_strings(manifest)
-    return manifest
-
-
-def _share_strings(manifest: Manifest) -> None:
-    # Components repeat the same strings over and over (the interpreter path, the
-    # site-packages folder, "pip", "dist-info"); the JSON parser makes a new object for
-    # each. One shared object per distinct value keeps two big manifests in memory at
-    # once well below three times their size on disk.
-    seen: dict[str, str] = {}
-    share = seen.setdefault
-    for section in manifest.sections.values():
-        for key, component in section.items():
-            share(key, key)  # a "name" field usually repeats the key
-            for field, value in component.items():
-                if value.__class__ is str:
-                    component[field] = share(value, value)
+    return loads(text, origin=path)
 
 
 def name_environments(paths: Sequence[str], manifests: Sequence[Manifest]) -> list[Environment]:
