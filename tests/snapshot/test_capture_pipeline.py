@@ -77,3 +77,21 @@ def test_hashes_collected_after_the_probes_are_the_files_hashes(tmp_path: Path) 
     for component in components:
         expected = hashlib.sha256(Path(component["real_path"]).read_bytes()).hexdigest()
         assert component["sha256"] == expected, component["real_path"]
+
+
+def test_a_virtualenv_console_script_is_owned_by_its_distribution(
+    prod_venv: Path, tmp_path: Path
+) -> None:
+    # The binaries probe names Python owners from python_packages, so it must run after.
+    manifest = capture(
+        Source.live(environ={"PATH": str(prod_venv.parent)}),
+        CaptureOptions(
+            only=frozenset({"binaries", "python_packages"}),
+            cache_dir=tmp_path / "cache",
+            pythons=(str(prod_venv),),
+        ),
+        Redactor(b"k"),
+    )
+    pip = manifest.sections["python_packages"]["pip"]
+    owner = manifest.sections["binaries"]["pip"]["owner"]
+    assert owner == {"kind": "python", "name": "pip", "version": pip["version"]}

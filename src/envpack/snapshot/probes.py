@@ -1,7 +1,8 @@
 """The registry of probes, in the order they run.
 
 Order matters: ``python_packages`` reads the site-packages folders that ``interpreters``
-found; ``libraries`` resolves the ELF files that ``binaries`` and ``python_packages`` list.
+found; ``binaries`` and ``libraries`` name the Python distribution owning a file, and
+``libraries`` resolves the ELF files that ``binaries`` and ``python_packages`` list.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ def _lazy(module: str) -> ProbeFunction:
 
 
 PROBES: tuple[tuple[str, ProbeFunction], ...] = (
-    # Binaries and libraries first: their files hash in the background (collected by
-    # CaptureContext.finish) while the lighter probes after them run.
-    ("binaries", _lazy("binaries")),
     ("interpreters", _lazy("interpreters")),
     ("python_packages", _lazy("python_packages")),
+    # Binaries and libraries as early as they can run (their owners include the Python
+    # distributions): their files hash in the background, collected by
+    # CaptureContext.finish, while the lighter probes after them run.
+    ("binaries", _lazy("binaries")),
     ("libraries", _lazy("libraries")),
     ("os", _lazy("os_info")),
     ("system_packages", _lazy("system_packages")),
