@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,34 @@ _WRITER = textwrap.dedent(
     print(hashcache.stats.hashed, hashcache.stats.hits)
     """
 )
+
+
+def _open_together(cache_dir: Path, count: int) -> list[bool]:
+    """Whether the cache stayed on, for ``count`` threads opening it at the same moment."""
+    start = threading.Barrier(count)
+    kept: list[bool] = []
+
+    def open_cache() -> None:
+        start.wait()
+        cache = HashCache(cache_dir)
+        kept.append(cache.enabled)
+        cache.close()
+
+    openers = [threading.Thread(target=open_cache) for _ in range(count)]
+    for opener in openers:
+        opener.start()
+    for opener in openers:
+        opener.join()
+    return kept
+
+
+def test_captures_opening_a_new_cache_together_all_keep_it(tmp_path: Path) -> None:
+    # Only the first capture ever switches a new cache to WAL mode. Several first
+    # captures at once race for that, and SQLite may answer the losers "database is
+    # locked" without waiting: their cache was turned off (CI met it in the two-writer
+    # test below). Threads race far more reliably than processes; SQLite locks the same.
+    outcomes = [_open_together(tmp_path / f"cache{trial}", 6) for trial in range(50)]
+    assert all(kept == [True] * 6 for kept in outcomes), outcomes
 
 
 @pytest.mark.slow

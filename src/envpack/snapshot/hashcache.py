@@ -29,6 +29,7 @@ import hashlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -138,6 +139,35 @@ def hash_file(
     return hexdigest, key if key == _key(before) else (-1, -1, -1, -1, -1)
 
 
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Put the database in WAL mode, waiting for a capture that is doing the same.
+
+    The mode is stored in the file, so only the first capture ever switches it. But two
+    first captures at once race: SQLite may answer "database is locked" to the loser at
+    once, without calling the busy handler, so this asks again until the busy timeout
+    has passed (a test runs two writers on a new cache and met that race).
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    pause = 0.01
+    while not _try_wal(db):
+        if time.monotonic() >= deadline:
+            raise sqlite3.OperationalError("database is locked")  # turns the cache off
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
+def _try_wal(db: sqlite3.Connection) -> bool:
+    """Whether the database is now in WAL mode; ``False`` when another one holds it."""
+    try:
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as err:
+        if "locked" in str(err) or "busy" in str(err):
+            return False
+        raise
+    return True
+
+
 class HashCache:
     """sha256 by file, backed by a SQLite cache (or by nothing with ``enabled=False``)."""
 
@@ -172,7 +202,7 @@ class HashCache:
                 str(path), timeout=_BUSY_TIMEOUT_MS / 1000, check_same_thread=False
             )
             db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            db.execute("PRAGMA journal_mode=WAL")
+            _use_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable enough for a cache
             db.execute(
                 "CREATE TABLE IF NOT EXISTS hashes ("
