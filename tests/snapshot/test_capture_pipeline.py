@@ -95,3 +95,14 @@ def test_a_virtualenv_console_script_is_owned_by_its_distribution(
     pip = manifest.sections["python_packages"]["pip"]
     owner = manifest.sections["binaries"]["pip"]["owner"]
     assert owner == {"kind": "python", "name": "pip", "version": pip["version"]}
+
+
+def test_sections_come_in_the_manifest_order_whatever_order_the_probes_ran(
+    tmp_path: Path,
+) -> None:
+    manifest = capture(
+        Source.live(environ={"PATH": "/usr/bin"}),
+        CaptureOptions(only=frozenset({"os", "binaries", "env"}), cache_dir=tmp_path / "cache"),
+        Redactor(b"k"),
+    )
+    assert list(manifest.sections) == ["os", "binaries", "env"]

@@ -79,7 +79,9 @@ def capture(
         hostname=_hostname(source),
         label=options.label,
     )
-    return Manifest(meta=meta, sections=ctx.sections, issues=ctx.issues)
+    # In the manifest's order, not the order the probes ran in (summaries list them so).
+    sections = {name: ctx.sections[name] for name in SECTIONS if name in ctx.sections}
+    return Manifest(meta=meta, sections=sections, issues=ctx.issues)
 
 
 def _hostname(source: Source) -> str:
