@@ -55,6 +55,7 @@ requirements       requirement or requires-python not met       critical
 from __future__ import annotations
 
 import fnmatch
+import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -128,7 +129,10 @@ def _show(value: Any) -> str:
         return "(none)"
     if is_secret(value):
         return "(secret)"
-    text = value if isinstance(value, str) else repr(value)
+    # Lists and objects as JSON, as the manifest holds them (not Python's repr).
+    text = (
+        value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
+    )
     return text if len(text) <= 60 else text[:57] + "..."
 
 
