@@ -85,6 +85,20 @@ def py(before: str, after: str) -> dict[str, Any]:
         ),
         (
             "python_packages",
+            "wsgiref",
+            None,
+            {"before": None, "after": {"stdlib": True}, "kind": A},
+            Severity.INFO,
+        ),
+        (
+            "python_packages",
+            "wsgiref",
+            None,
+            {"before": {"stdlib": True}, "after": None, "kind": R},
+            Severity.INFO,
+        ),
+        (
+            "python_packages",
             "requests",
             "location",
             {"before": "/a", "after": "/b", "kind": C},

@@ -27,6 +27,7 @@ from realenv import FIXTURES, make_venv, pyenv_python, run_envpack
 # Metadata pip's `list` hides on purpose (pip's stdlib_pkgs) but which really sits on a
 # CPython 2.7 sys.path (lib-dynload/Python-2.7.18-py2.7.egg-info, lib/wsgiref.egg-info).
 PIP_HIDDEN = {"python", "wsgiref", "argparse"}
+"""Names pip never lists: the metadata Python 2.7 ships in its standard library."""
 
 
 def _capture(
@@ -114,6 +115,7 @@ def test_dev_venv_matches_pip_and_metadata(
         "files": len(rows),
         "size": sum(int(row[2]) for row in rows if row[2]),
         "shadowed": [],
+        "stdlib": False,
     }
     for component in manifest["python_packages"].values():
         assert component["interpreter"] == key
@@ -128,6 +130,10 @@ def test_prod_27_venv_matches_its_own_pip(
     ours = {k: v for k, v in _versions(manifest).items() if k not in PIP_HIDDEN}
     assert ours == _pip_list(prod_venv, clean_env, own_pip=True)
     packages = manifest["python_packages"]
+    # What pip hides is what envpack marks as the standard library's, and nothing else.
+    stdlib = {key for key, component in packages.items() if component["stdlib"]}
+    assert stdlib == {"python", "wsgiref"}
+    assert packages["wsgiref"]["location"].endswith("/lib/python2.7")
     assert packages["requests"]["version"] == "2.27.1"
     assert packages["enum34"]["top_level"] == ["enum34"]
     assert packages["pip"]["installer"] == "pip"

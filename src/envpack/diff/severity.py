@@ -19,6 +19,7 @@ python_packages    version: major/epoch, or not PEP 440         major
 python_packages    version: minor, pre-release, dev             minor
 python_packages    version: patch, post, local                  patch
 python_packages    other fields (location, installer …)         info
+python_packages    added/removed, shipped in the stdlib folder  info
 system_packages    removed                                      major
 system_packages    added                                        minor
 system_packages    version (dpkg/rpm/apk ordering)              as above
@@ -260,6 +261,9 @@ def _package_version(
 def _grade_python_packages(c: Graded) -> tuple[Severity, str]:
     key, field, before, after, kind, delta = c.key, c.field, c.before, c.after, c.kind, c.delta
     if field is None:
+        component = before if kind is ChangeKind.REMOVED else after
+        if isinstance(component, dict) and component.get("stdlib") is True:
+            return Severity.INFO, f"{key} comes with the interpreter's standard library"
         if kind is ChangeKind.REMOVED:
             return Severity.MAJOR, f"{key} is not installed; code importing it will fail"
         return Severity.MINOR, f"{key} is installed only here"

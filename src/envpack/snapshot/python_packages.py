@@ -78,6 +78,7 @@ def _distributions_of(ctx: CaptureContext, key: str, interpreter: Component) -> 
     winners: dict[str, Component] = {}
     seen: set[tuple[str, str]] = set()
     editable_dirs = _egg_link_targets(ctx, interpreter)
+    stdlib_dir = _stdlib_dir(interpreter)
     for location in _search_path(ctx, key, interpreter):
         found: list[MetadataDir] = []
         egg = metadata_dir_of_egg(source, location)
@@ -104,8 +105,35 @@ def _distributions_of(ctx: CaptureContext, key: str, interpreter: Component) -> 
             if winner is not None:
                 winner["shadowed"].append({"version": dist.version, "location": md.location})
                 continue
-            winners[name] = _component(ctx, key, dist, editable_dirs)
+            component = _component(ctx, key, dist, editable_dirs)
+            component["stdlib"] = _is_inside(md.location, stdlib_dir)
+            winners[name] = component
     return list(winners.values())
+
+
+def _stdlib_dir(interpreter: Component) -> str | None:
+    """The interpreter's standard library folder (``<base prefix>/lib/pythonX.Y``).
+
+    Python 2.7 ships egg-info files there ("python" in lib-dynload, "wsgiref"): they are
+    part of the interpreter, not packages anybody installed, and pip hides them too.
+    """
+    base = interpreter.get("base_prefix")
+    version = interpreter.get("version")
+    if not isinstance(base, str) or not isinstance(version, str):
+        return None
+    major_minor = ".".join(version.split(".")[:2])
+    folder = "pypy" if interpreter.get("implementation") == "pypy" else "python"
+    return posixpath.join(base, "lib", f"{folder}{major_minor}")
+
+
+def _is_inside(location: str, stdlib_dir: str | None) -> bool:
+    if stdlib_dir is None:
+        return False
+    location = posixpath.normpath(location)
+    if location != stdlib_dir and not location.startswith(stdlib_dir + "/"):
+        return False
+    # Debian's /usr/lib/python2.7/dist-packages is inside it and holds installed packages.
+    return not ({"site-packages", "dist-packages"} & set(location.split("/")))
 
 
 def _component(
