@@ -210,3 +210,20 @@ def test_a_warm_capture_rehashes_nothing(tmp_path: Path) -> None:
     before = hashcache.stats.hashed
     capture(source, no_cache, redactor)
     assert hashcache.stats.hashed - before == cold_count
+
+
+def test_a_cache_closed_from_its_own_hashing_thread_does_not_join_itself(
+    tmp_path: Path,
+) -> None:
+    # A capture context left to the garbage collector is closed wherever the collector
+    # runs, a hashing thread included; joining that thread from itself would raise.
+    cache = HashCache(tmp_path / "cache")
+    paths = _files(tmp_path / "data", 3)
+    batch = cache.batch(Source.live())
+    for path in paths:
+        batch.add(path)
+    assert batch.results() == {p: _sha(p) for p in paths}
+    pool = cache._pool
+    assert pool is not None
+    pool.submit(cache.close).result(timeout=60)  # raised "cannot join current thread"
+    assert cache._pool is None and not cache.enabled

@@ -139,6 +139,15 @@ def hash_file(
     return hexdigest, key if key == _key(before) else (-1, -1, -1, -1, -1)
 
 
+_HASH_THREADS: set[int] = set()
+"""Idents of the hashing threads. An ident freed by an ended thread may come back for
+another one; closing a cache from that thread then merely does not wait for its pool."""
+
+
+def _register_hash_thread() -> None:
+    _HASH_THREADS.add(threading.get_ident())
+
+
 def _use_wal(db: sqlite3.Connection) -> None:
     """Put the database in WAL mode, waiting for a capture that is doing the same.
 
@@ -236,10 +245,12 @@ class HashCache:
         return self._db is not None
 
     def close(self) -> None:
-        if self._pool is not None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
             # Not cancelled: a queued job owns an open descriptor it closes when it runs.
-            self._pool.shutdown(wait=True)
-            self._pool = None
+            # Not waited for from a hashing thread (a capture context left to the garbage
+            # collector can be closed there): a thread cannot join itself.
+            pool.shutdown(wait=threading.get_ident() not in _HASH_THREADS)
         self.flush()
         if self._db is not None:
             self._db.close()
@@ -348,7 +359,11 @@ class HashCache:
         self, source: Source, inner: str, opened: tuple[int, os.stat_result] | None
     ) -> Future[tuple[str | SourceReadError, Key | None]]:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="hash")
+            self._pool = ThreadPoolExecutor(
+                max_workers=_WORKERS,
+                thread_name_prefix="hash",
+                initializer=_register_hash_thread,
+            )
         return self._pool.submit(_work, source, inner, opened)
 
 
