@@ -10,8 +10,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from realenv import build_wheel, make_venv, pyenv_python
+
+# No per-example deadline anywhere: on a shared, loaded CI machine one slow example is a
+# pause of the machine, not a bug, and Hypothesis would report it as a failure.
+settings.register_profile("envpack", deadline=None)
+settings.load_profile("envpack")
 
 # The dev environment (CPython 3.11) and the prod one (CPython 2.7) overlap on purpose:
 # same distributions at other versions, plus one only on each side.
