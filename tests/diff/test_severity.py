@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from envpack.diff.model import ChangeKind, Severity
-from envpack.diff.severity import grade
+from envpack.diff.severity import Graded, grade
 from envpack.diff.versions import python_delta, system_delta
 
 C, U, D = ChangeKind.CHANGED, ChangeKind.UPGRADED, ChangeKind.DOWNGRADED
@@ -185,13 +185,13 @@ def py(before: str, after: str) -> dict[str, Any]:
 def test_default_severities(
     section: str, key: str, field: str | None, values: dict[str, Any], severity: Severity
 ) -> None:
-    found, reason = grade(section, key, field, **values)
+    found, reason = grade(section, Graded(key, field, **values))
     assert found is severity, reason
     assert reason and "\n" not in reason
 
 
 def test_python_3_to_27_reason_cannot_be_misread() -> None:
-    severity, reason = grade("interpreters", "primary", "version", **py("3.11.7", "2.7.18"))
+    severity, reason = grade("interpreters", Graded("primary", "version", **py("3.11.7", "2.7.18")))
     assert severity is Severity.CRITICAL
     assert reason == (
         "Python 3.11.7 → 2.7.18: major version change; code written for Python 3 will not run"
@@ -202,12 +202,7 @@ def test_system_package_version_sizes() -> None:
     delta = system_delta("dpkg", "1.1.1n-0+deb11u5", "3.0.11-1~deb12u2")
     severity, reason = grade(
         "system_packages",
-        "openssl",
-        "version",
-        "1.1.1n-0+deb11u5",
-        "3.0.11-1~deb12u2",
-        U,
-        delta=delta,
+        Graded("openssl", "version", "1.1.1n-0+deb11u5", "3.0.11-1~deb12u2", U, delta=delta),
     )
     assert severity is Severity.MAJOR
     assert "major upgrade" in reason
@@ -220,5 +215,5 @@ def test_secrets_never_appear_in_reasons() -> None:
         ("config_files", "/etc/a.ini", "keys.password"),
         ("network", "interface:eth0", "mac"),
     ):
-        _, reason = grade(section, key, field, secret, "hmac-sha256:" + "d" * 32, C)
+        _, reason = grade(section, Graded(key, field, secret, "hmac-sha256:" + "d" * 32, C))
         assert "hmac" not in reason and "c" * 32 not in reason

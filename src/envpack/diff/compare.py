@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from envpack.diff.model import Change, ChangeKind, Drift
-from envpack.diff.severity import grade
+from envpack.diff.severity import Graded, grade
 from envpack.diff.versions import VersionDelta, delta
 from envpack.manifest import SECTIONS, Component, Manifest, Section
 
@@ -107,17 +107,8 @@ def _change(
     needed: bool = False,
     flattened_keys: bool = False,
 ) -> Change:
-    severity, reason = grade(
-        section,
-        key,
-        field,
-        before,
-        after,
-        kind,
-        delta=delta,
-        needed=needed,
-        flattened_keys=flattened_keys,
-    )
+    graded = Graded(key, field, before, after, kind, delta, needed, flattened_keys)
+    severity, reason = grade(section, graded)
     return Change(section, key, field, before, after, kind, severity, reason)
 
 

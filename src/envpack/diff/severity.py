@@ -168,34 +168,19 @@ class Graded:
     before: Any
     after: Any
     kind: ChangeKind
-    delta: VersionDelta | None
-    needed: bool
+    delta: VersionDelta | None = None
+    """The version comparison of a version field (for a library's ``soname``, level
+    ``major`` means the soname major changed)."""
+    needed: bool = False
     """A removed component was needed by something captured (a library's users)."""
-    flat: bool
-    """The component's keys are compared one by one (config files)."""
+    flat: bool = False
+    """The component's keys are compared one by one (config files), so its hash changing
+    adds nothing."""
 
 
-def grade(
-    section: str,
-    key: str,
-    field: str | None,
-    before: Any,
-    after: Any,
-    kind: ChangeKind,
-    *,
-    delta: VersionDelta | None = None,
-    needed: bool = False,
-    flattened_keys: bool = False,
-) -> tuple[Severity, str]:
-    """The default severity of one change and its one-line reason.
-
-    ``delta`` is the version comparison for version fields (for a library's ``soname``,
-    level ``major`` means the soname major changed); ``needed`` says a removed library
-    has recorded users; ``flattened_keys`` says a config file's keys are compared
-    one by one (so its hash changing adds nothing).
-    """
-    grader = _GRADERS.get(section, _grade_other)
-    return grader(Graded(key, field, before, after, kind, delta, needed, flattened_keys))
+def grade(section: str, change: Graded) -> tuple[Severity, str]:
+    """The default severity of one change in ``section`` and its one-line reason."""
+    return _GRADERS.get(section, _grade_other)(change)
 
 
 Grader = Callable[[Graded], tuple[Severity, str]]

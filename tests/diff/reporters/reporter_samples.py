@@ -29,23 +29,10 @@ def verdict_for(drifts: list[Drift], threshold: Severity) -> Verdict:
     return Verdict(threshold=threshold, worst=worst, counts={s: counts.get(s, 0) for s in S})
 
 
-def _c(
-    section: str,
-    key: str,
-    field: str | None,
-    before: Any,
-    after: Any,
-    kind: ChangeKind,
-    severity: Severity,
-    reason: str,
-) -> Change:
-    return Change(section, key, field, before, after, kind, severity, reason)
-
-
 def two_env_changes() -> list[Change]:
     """dev → prod: every kind and every severity at least once."""
     return [
-        _c(
+        Change(
             "env",
             "GREETING",
             "value",
@@ -55,7 +42,7 @@ def two_env_changes() -> list[Change]:
             S.INFO,
             "environment variable GREETING changed",
         ),
-        _c(
+        Change(
             "env",
             "NOTE",
             "value",
@@ -65,7 +52,7 @@ def two_env_changes() -> list[Change]:
             S.MINOR,
             "environment variable NOTE changed\nacross two lines, 100% sure: yes",
         ),
-        _c(
+        Change(
             "env",
             "API_TOKEN",
             "value",
@@ -75,7 +62,7 @@ def two_env_changes() -> list[Change]:
             S.MAJOR,
             "secret API_TOKEN is not set in prod",
         ),
-        _c(
+        Change(
             "interpreters",
             "python",
             "version",
@@ -85,7 +72,7 @@ def two_env_changes() -> list[Change]:
             S.CRITICAL,
             "Python major version differs: 3 → 2 (code for Python 3 will not run)",
         ),
-        _c(
+        Change(
             "interpreters",
             "python",
             "implementation",
@@ -95,7 +82,7 @@ def two_env_changes() -> list[Change]:
             S.CRITICAL,
             "interpreter implementation differs: cpython → pypy",
         ),
-        _c(
+        Change(
             "python_packages",
             "requests",
             "version",
@@ -105,7 +92,7 @@ def two_env_changes() -> list[Change]:
             S.MAJOR,
             "requests downgraded across a minor version: 2.31.0 → 2.27.1",
         ),
-        _c(
+        Change(
             "python_packages",
             "certifi",
             "version",
@@ -115,7 +102,7 @@ def two_env_changes() -> list[Change]:
             S.PATCH,
             "certifi upgraded: patch release",
         ),
-        _c(
+        Change(
             "python_packages",
             "attrs",
             None,
@@ -125,7 +112,7 @@ def two_env_changes() -> list[Change]:
             S.MAJOR,
             "attrs is installed in dev but not in prod",
         ),
-        _c(
+        Change(
             "python_packages",
             "enum34",
             None,
@@ -135,7 +122,7 @@ def two_env_changes() -> list[Change]:
             S.MINOR,
             "enum34 is installed in prod only",
         ),
-        _c(
+        Change(
             "libraries",
             "libssl.so",
             "soname",
@@ -145,7 +132,7 @@ def two_env_changes() -> list[Change]:
             S.CRITICAL,
             "ABI break: libssl.so.3 → libssl.so.1.1",
         ),
-        _c(
+        Change(
             "config_files",
             "/etc/app|x.ini",
             AWKWARD_PIPE,
@@ -155,7 +142,7 @@ def two_env_changes() -> list[Change]:
             S.PATCH,
             "config key changed to null",
         ),
-        _c(
+        Change(
             "network",
             "dns",
             "servers",
@@ -165,7 +152,7 @@ def two_env_changes() -> list[Change]:
             S.MINOR,
             "DNS servers differ",
         ),
-        _c(
+        Change(
             "requirements",
             "requests",
             None,
@@ -217,7 +204,7 @@ def two_env(threshold: Severity = S.MAJOR) -> DiffResult:
 def three_env(threshold: Severity = S.CRITICAL) -> DiffResult:
     """dev (baseline), staging, prod: staging agrees with dev on some rows, not others."""
     staging = [
-        _c(
+        Change(
             "interpreters",
             "python",
             "version",
@@ -227,7 +214,7 @@ def three_env(threshold: Severity = S.CRITICAL) -> DiffResult:
             S.PATCH,
             "Python patch release differs: 3.11.7 → 3.11.9",
         ),
-        _c(
+        Change(
             "python_packages",
             "requests",
             "version",
@@ -237,7 +224,7 @@ def three_env(threshold: Severity = S.CRITICAL) -> DiffResult:
             S.MINOR,
             "requests upgraded: minor release",
         ),
-        _c(
+        Change(
             "env",
             "GREETING",
             "value",
@@ -249,7 +236,7 @@ def three_env(threshold: Severity = S.CRITICAL) -> DiffResult:
         ),
     ]
     prod = [
-        _c(
+        Change(
             "interpreters",
             "python",
             "version",
@@ -259,7 +246,7 @@ def three_env(threshold: Severity = S.CRITICAL) -> DiffResult:
             S.CRITICAL,
             "Python major version differs: 3 → 2 (code for Python 3 will not run)",
         ),
-        _c(
+        Change(
             "python_packages",
             "requests",
             "version",
@@ -269,7 +256,7 @@ def three_env(threshold: Severity = S.CRITICAL) -> DiffResult:
             S.MAJOR,
             "requests downgraded across a minor version: 2.31.0 → 2.27.1",
         ),
-        _c(
+        Change(
             "python_packages",
             "enum34",
             None,
@@ -279,7 +266,7 @@ def three_env(threshold: Severity = S.CRITICAL) -> DiffResult:
             S.MINOR,
             "enum34 is installed in prod only",
         ),
-        _c(
+        Change(
             "env",
             "GREETING",
             "value",
@@ -289,7 +276,7 @@ def three_env(threshold: Severity = S.CRITICAL) -> DiffResult:
             S.INFO,
             "environment variable GREETING changed",
         ),
-        _c(
+        Change(
             "network",
             "dns",
             "servers",
