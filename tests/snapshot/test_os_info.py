@@ -166,6 +166,12 @@ def test_elf_machine_of_headers() -> None:
     assert elf_machine(header(2, 1, 21)) == "ppc64le"
     assert elf_machine(header(2, 2, 21)) == "ppc64"
     assert elf_machine(header(2, 2, 22)) == "s390x"
+    # 32-bit variants: the interpreters section (offline) once had its own table that
+    # said mipsel, riscv64 and s390x here; both sections now read this one.
+    assert elf_machine(header(1, 2, 20)) == "ppc"
+    assert elf_machine(header(1, 2, 22)) == "s390"
+    assert elf_machine(header(1, 1, 243)) == "riscv32"
+    assert elf_machine(header(1, 1, 8)) == "mips"  # uname -m says mips for mipsel too
     with pytest.raises(ArchProblem, match="unknown ELF machine"):
         elf_machine(header(2, 1, 9999))
     with pytest.raises(ArchProblem, match="not an ELF"):

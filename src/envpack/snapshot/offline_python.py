@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envpack.errors import UsageError
+from envpack.snapshot import os_arch
 from envpack.snapshot.context import CaptureContext
 from envpack.snapshot.source import Source, SourceReadError
 
@@ -49,19 +50,6 @@ _SYSCONFIGDATA_LIMIT = 4 * 1024 * 1024
 _SMALL_FILE_LIMIT = 256 * 1024
 _DPKG_STATUS_LIMIT = 256 * 1024 * 1024
 
-# e_machine → what platform.machine() says on Linux for that architecture.
-_ELF_MACHINES = {
-    3: "i686",
-    8: "mips",
-    20: "ppc",
-    21: "ppc64",
-    22: "s390x",
-    40: "armv7l",
-    62: "x86_64",
-    183: "aarch64",
-    243: "riscv64",
-    258: "loongarch64",
-}
 _LEVELS = {"a": "alpha", "b": "beta", "c": "candidate", "rc": "candidate"}
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:(a|b|rc|c)(\d+))?")
 _DOTTED_INFO_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)\.(alpha|beta|candidate|final)\.(\d+)$")
@@ -512,20 +500,14 @@ def _abi_from_extension_names(source: Source, prefix: str, facts: _Facts) -> dic
 
 
 def elf_machine(source: Source, path: str) -> str | None:
-    """``platform.machine()`` for the ELF file at ``path``, from its header; else None."""
+    """``platform.machine()`` for the ELF file at ``path``, from its header; else None.
+
+    The same table as the ``os`` section's architecture, so the two never disagree.
+    """
     try:
-        head = source.read_bytes(path, limit=20)
-    except SourceReadError:
+        return os_arch.elf_machine(source.read_bytes(path, limit=20))
+    except (SourceReadError, os_arch.ArchProblem):
         return None
-    if len(head) < 20 or head[:4] != b"\x7fELF" or head[5] not in (1, 2):
-        return None
-    number = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
-    machine = _ELF_MACHINES.get(number)
-    if machine in ("ppc64", "mips") and head[5] == 1:
-        return machine + "le" if machine == "ppc64" else "mipsel"
-    if machine == "mips" and head[4] == 2:
-        return "mips64"
-    return machine
 
 
 # -- sys.path -------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ _APK = {"x86": "i686", "armv7": "armv7l", "armhf": "armv6l"}
 
 # ELF e_machine values (elf.h) → uname -m; a few depend on class or byte order.
 _EM_386, _EM_ARM, _EM_X86_64, _EM_AARCH64, _EM_RISCV = 3, 40, 62, 183, 243
-_EM_PPC64, _EM_S390, _EM_MIPS, _EM_LOONGARCH = 21, 22, 8, 258
+_EM_PPC, _EM_PPC64, _EM_S390, _EM_MIPS, _EM_LOONGARCH = 20, 21, 22, 8, 258
 _ELF_MAGIC = b"\x7fELF"
 _ELFCLASS64 = 2
 _ELFDATA2LSB = 1
@@ -66,6 +66,8 @@ def elf_machine(header: bytes) -> str:
         return "armv7l"
     if machine == _EM_RISCV:
         return "riscv64" if is64 else "riscv32"
+    if machine == _EM_PPC:
+        return "ppc"
     if machine == _EM_PPC64:
         return "ppc64le" if little else "ppc64"
     if machine == _EM_S390:
