@@ -24,12 +24,11 @@ from envpack.snapshot.elf import ELF_MAGIC, ElfError, ElfInfo, parse_elf_fd
 from envpack.snapshot.hashcache import HashBatch, cache_for
 from envpack.snapshot.ldso import resolver_for
 from envpack.snapshot.owners import owners_for
-from envpack.snapshot.source import Source, SourceReadError
+from envpack.snapshot.source import DEFAULT_PATH, Source, SourceReadError
 
 __all__ = ["DEFAULT_PATH", "probe", "search_path"]
 
 SECTION = "binaries"
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """PATH under ``--root``: an offline tree has no process environment (Debian's default)."""
 _VERSION_TIMEOUT = 2.0
 _VERSION_WORKERS = 8

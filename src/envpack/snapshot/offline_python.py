@@ -29,7 +29,8 @@ from typing import Any
 from envpack.errors import UsageError
 from envpack.snapshot import os_arch
 from envpack.snapshot.context import CaptureContext
-from envpack.snapshot.source import Source, SourceReadError
+from envpack.snapshot.dpkg_status import installed_packages
+from envpack.snapshot.source import DEFAULT_PATH, Source, SourceReadError
 
 __all__ = [
     "DEFAULT_PYTHONS",
@@ -45,17 +46,15 @@ __all__ = [
 SECTION = "interpreters"
 DEFAULT_PYTHONS = ("/usr/local/bin/python3", "/usr/bin/python3")
 """Looked for, in this order, when no ``--python`` is given under ``--root``."""
-_ROOT_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 _SYSCONFIGDATA_LIMIT = 4 * 1024 * 1024
 _SMALL_FILE_LIMIT = 256 * 1024
-_DPKG_STATUS_LIMIT = 256 * 1024 * 1024
 
 _LEVELS = {"a": "alpha", "b": "beta", "c": "candidate", "rc": "candidate"}
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:(a|b|rc|c)(\d+))?")
 _DOTTED_INFO_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)\.(alpha|beta|candidate|final)\.(\d+)$")
 _PY_VERSION_RE = re.compile(r'#define\s+PY_VERSION\s+"([^"]+)"')
-_EXE_VERSION_RE = re.compile(r"^(python|pypy)(\d)\.(\d+)$")
-_LIB_VERSION_RE = re.compile(r"^(python|pypy)(\d)\.(\d+)$")
+_VERSIONED_NAME_RE = re.compile(r"^(python|pypy)(\d)\.(\d+)$")
+"""``python3.11`` or ``pypy3.10``: an executable's or a ``lib/`` folder's name."""
 
 
 def probe(ctx: CaptureContext) -> None:
@@ -111,7 +110,7 @@ def resolve_python_arg(source: Source, arg: str) -> str:
     stands for its ``bin/python``; a bare name is looked up on a standard PATH.
     """
     if "/" not in arg:
-        for folder in _ROOT_PATH:
+        for folder in DEFAULT_PATH.split(":"):
             candidate = posixpath.join(folder, arg)
             if source.is_file(candidate):
                 return candidate
@@ -220,7 +219,7 @@ def _facts_from_names(facts: _Facts, key: str, real: str, cfg: dict[str, str] | 
         facts.implementation = "pypy"
     if cfg is not None:
         _version_from_cfg(facts, cfg)
-    exe_version = _EXE_VERSION_RE.match(name)
+    exe_version = _VERSIONED_NAME_RE.match(name)
     if facts.major_minor is None and exe_version:
         facts.major_minor = (int(exe_version.group(2)), int(exe_version.group(3)))
 
@@ -337,7 +336,7 @@ def _version_from_lib(
     for libdir in ("lib", "lib64"):
         base = posixpath.join(prefix, libdir)
         for name in source.listdir(base):
-            match = _LIB_VERSION_RE.match(name)
+            match = _VERSIONED_NAME_RE.match(name)
             if not match or match.group(1) != stem:
                 continue
             version = (int(match.group(2)), int(match.group(3)))
@@ -394,28 +393,14 @@ def _version_from_dpkg(source: Source, facts: _Facts, problems: list[str]) -> No
     except SourceReadError as err:
         problems.append(f"dpkg status not read for the version: {err}")
         return
-    for stanza in (text or "").split("\n\n"):
-        fields = dict(_dpkg_fields(stanza))
-        if fields.get("package") not in wanted:
+    for package in installed_packages([text or ""]):
+        if package.name not in wanted:
             continue
-        if not fields.get("status", "").endswith(" installed"):
-            continue
-        upstream = fields.get("version", "")
-        upstream = upstream.split(":", 1)[-1].rsplit("-", 1)[0]  # epoch and revision off
+        upstream = package.version.split(":", 1)[-1].rsplit("-", 1)[0]  # no epoch, revision
         parsed = parse_version(upstream.replace("~", ""))
         if parsed is not None and len(parsed) == 5 and tuple(parsed[:2]) == (major, minor):
             _set_version(facts, parsed)
             return
-
-
-def _dpkg_fields(stanza: str) -> list[tuple[str, str]]:
-    pairs = []
-    for line in stanza.splitlines():
-        if line[:1] in (" ", "\t") or ":" not in line:
-            continue
-        name, _, value = line.partition(":")
-        pairs.append((name.strip().lower(), value.strip()))
-    return pairs
 
 
 # -- sysconfigdata --------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from pathlib import Path
 from envpack.errors import CaptureError, UsageError
 
 __all__ = [
+    "DEFAULT_PATH",
     "FileKind",
     "NotRegularFile",
     "ResolvedPath",
@@ -30,6 +31,9 @@ __all__ = [
     "SourceReadError",
     "file_kind",
 ]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""The PATH searched in a rootfs (and on a live host without PATH): Debian's default."""
 
 _MAX_SYMLINKS = 40  # the kernel's own limit (ELOOP)
 _DEFAULT_READ_LIMIT = 64 * 1024 * 1024
