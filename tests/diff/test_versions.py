@@ -194,6 +194,10 @@ def test_rpm_ordering_matches_rpm(pairs: list[tuple[str, str]]) -> None:
         ("dpkg", "1:1.0", "2.0", -1, "epoch"),
         ("rpm", "3.0.7-27.el9", "3.0.7-24.el9_1", -1, "patch"),
         ("rpm", "1.1.1k-9.el8", "3.0.7-27.el9", 1, "major"),
+        # rpm reads epochs as numbers: "00:" and no epoch are epoch 0, not an epoch change.
+        ("rpm", "00:1.0-1", "0:1.0-1", 0, "patch"),
+        ("rpm", "1.0-1", "0:1.0-1", 0, "patch"),
+        ("rpm", "1:1.0-1", "0:1.0-1", -1, "epoch"),
         ("apk", "3.1.4-r5", "3.1.4-r6", 1, "patch"),
         ("apk", "3.1.4-r5", "3.2.0-r0", 1, "minor"),
         (None, "1.10", "1.9", -1, "minor"),

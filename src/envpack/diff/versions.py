@@ -249,12 +249,16 @@ def _rpm_split(evr: str) -> tuple[str, str, str]:
     return epoch, version, release
 
 
+def _rpm_epoch(text: str) -> int:
+    """An RPM epoch as rpm reads it: a number ("00" is 0), else 0."""
+    return int(text) if text.isdigit() else 0
+
+
 def compare_rpm(a: str, b: str) -> int:
     """Compare two ``[epoch:]version[-release]`` strings like ``rpm.vercmp``."""
     ea, va, ra = _rpm_split(a.strip())
     eb, vb, rb = _rpm_split(b.strip())
-    ia = int(ea) if ea.isdigit() else 0
-    ib = int(eb) if eb.isdigit() else 0
+    ia, ib = _rpm_epoch(ea), _rpm_epoch(eb)
     if ia != ib:
         return _sign(ia - ib)
     # Like rpm.vercmp (rpmverCmp), a missing release is an empty one: 1.0-1 > 1.0.
@@ -307,7 +311,7 @@ def system_delta(manager: str | None, before: str, after: str) -> VersionDelta:
         order = compare_rpm(before, after)
         s1, u1, _ = _rpm_split(before)
         s2, u2, _ = _rpm_split(after)
-        epochs = (s1 or "0", s2 or "0")
+        epochs = (str(_rpm_epoch(s1)), str(_rpm_epoch(s2)))
     else:
         order = compare_apk(before, after) if kind == "apk" else compare_natural(before, after)
         u1, u2 = before.partition("-r")[0], after.partition("-r")[0]
