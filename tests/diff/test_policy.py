@@ -162,6 +162,21 @@ def test_accept_then_only_new_drift_fails(tmp_path: Path) -> None:
     ]
 
 
+def test_accepting_drift_in_undecodable_file_names(tmp_path: Path) -> None:
+    # A file name that is not UTF-8 reaches the manifest as lone surrogates; the accept
+    # file must still be written (it raised UnicodeEncodeError) and read back.
+    base, other = dev_sections(), dev_sections()
+    base["config_files"] = {"/etc/caf\udce9.conf": {"sha256": "a"}}
+    other["config_files"] = {"/etc/caf\udce9.conf": {"sha256": "b"}}
+    environments = envs(make("dev", base), make("prod", other))
+    outcome = run_diff(environments, accept=True)
+    assert outcome.accepted_file is not None
+    accepted = tmp_path / "accepted.json"
+    accepted.write_bytes(outcome.accepted_file)
+    assert "caf\\udce9" in accepted.read_text(encoding="utf-8")
+    assert run_diff(environments, accepted=accepted).result.verdict.exit_code == 0
+
+
 def test_accepted_file_errors(tmp_path: Path) -> None:
     environments = envs(make("dev", dev_sections()), make("prod", prod()))
     with pytest.raises(DiffError, match="no such accepted-drift file"):

@@ -39,6 +39,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from envpack._jsontext import indented_json
 from envpack.diff.model import Change, Drift, Severity
 from envpack.errors import DiffError, EnvpackError
 from envpack.settings import load_settings
@@ -222,9 +223,7 @@ def accepted_document(drifts: Iterable[Drift]) -> bytes:
     ]
     entries.sort(key=lambda e: (e["other"], e["where"], e["fingerprint"]))
     document = {"envpack_accepted": ACCEPTED_FORMAT, "changes": entries}
-    return (
-        json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
-    ).encode()
+    return indented_json(document).encode("utf-8")
 
 
 def load_accepted(path: Path) -> frozenset[str]:

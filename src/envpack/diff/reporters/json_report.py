@@ -35,9 +35,9 @@ Changes are sorted by section (manifest order), key, field; object keys are sort
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from envpack._jsontext import indented_json
 from envpack.diff.model import DiffResult
 from envpack.diff.reporters._common import SEVERITIES_DESC, cell_key, sorted_changes
 
@@ -50,14 +50,7 @@ class JsonReporter:
     id = "json"
 
     def render(self, result: DiffResult, *, color: bool = False) -> str:
-        document = self.document(result)
-        text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False)
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            # A lone surrogate (an undecodable file name) cannot be UTF-8: escape it all.
-            text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=True)
-        return text + "\n"
+        return indented_json(self.document(result))
 
     @staticmethod
     def document(result: DiffResult) -> dict[str, Any]:

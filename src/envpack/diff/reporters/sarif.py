@@ -20,12 +20,12 @@ The result's notes become the invocation's ``toolExecutionNotifications``.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 from envpack import __version__
+from envpack._jsontext import indented_json
 from envpack.diff.model import Change, DiffResult, Drift
 from envpack.diff.reporters._common import level, section_rank, sorted_changes
 
@@ -74,12 +74,7 @@ class SarifReporter:
         """Environment name → the manifest file it came from, as given on the command line."""
 
     def render(self, result: DiffResult, *, color: bool = False) -> str:
-        text = json.dumps(self.document(result), indent=2, ensure_ascii=False)
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            text = json.dumps(self.document(result), indent=2, ensure_ascii=True)
-        return text + "\n"
+        return indented_json(self.document(result), sort_keys=False)
 
     def document(self, result: DiffResult) -> dict[str, Any]:
         threshold = result.verdict.threshold
