@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name
 
 from envpack.diff.compare import MISSING, PRIMARY, cell, compare
 from envpack.diff.model import Change, DiffResult, Drift, Severity, Verdict
-from envpack.diff.policy import Policy, accepted_document, apply_policy, fingerprint, load_accepted
+from envpack.diff.policy import Policy, accepted_document, apply_policy, load_accepted
 from envpack.diff.requirements import PYTHON_KEY, SECTION, Declared, check
 from envpack.errors import UsageError
 from envpack.manifest import Manifest, load_manifest, loads
@@ -235,8 +235,7 @@ def run_diff(
     document = None
     if accept:
         document = accepted_document(drifts)
-        every = frozenset(fingerprint(d, c) for d in drifts for c in d.changes)
-        drifts = [apply_policy(policy, d, fingerprints | every) for d in raw]
+        drifts = [apply_policy(policy, d, accept_all=True) for d in raw]
     counts = Counter(c.severity for d in drifts for c in d.changes)
     verdict = Verdict(
         threshold=fail_on if fail_on is not None else policy.fail_on,

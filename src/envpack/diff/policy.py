@@ -95,10 +95,13 @@ class Policy:
     origin: str = "default policy"
 
 
-def _matches(change: Change, pattern: str) -> bool:
-    return fnmatchcase(f"{change.section}/{change.key}", pattern) or fnmatchcase(
-        change.where, pattern
-    )
+def _names(change: Change) -> tuple[str, str]:
+    """What policy patterns match: ``section/key`` and ``section/key.field``."""
+    return f"{change.section}/{change.key}", change.where
+
+
+def _named(names: tuple[str, str], pattern: str) -> bool:
+    return fnmatchcase(names[0], pattern) or fnmatchcase(names[1], pattern)
 
 
 def _str_list(value: Any, where: str) -> tuple[str, ...]:
@@ -253,25 +256,39 @@ def load_accepted(path: Path) -> frozenset[str]:
 # --- applying it ------------------------------------------------------------------------------
 
 
-def apply_policy(policy: Policy, drift: Drift, accepted: frozenset[str] = frozenset()) -> Drift:
-    """A new drift: ignored changes dropped, overrides applied, expected/accepted → info."""
+def apply_policy(
+    policy: Policy,
+    drift: Drift,
+    accepted: frozenset[str] = frozenset(),
+    *,
+    accept_all: bool = False,
+) -> Drift:
+    """A new drift: ignored changes dropped, overrides applied, expected/accepted → info.
+
+    ``accept_all``: every change left is accepted (``--accept``), without fingerprinting
+    each one only to find it in a set of all of them.
+    """
     out = Drift(baseline=drift.baseline, other=drift.other)
     for change in drift.changes:
-        judged = _judge(policy, drift, change, accepted)
+        judged = _judge(policy, drift, change, accepted, accept_all)
         if judged is not None:
             out.changes.append(judged)
     return out
 
 
-def _judge(policy: Policy, drift: Drift, change: Change, accepted: frozenset[str]) -> Change | None:
-    if any(_matches(change, p) for p in policy.ignore):
-        return None
-    for pattern, severity in policy.severity:
-        if _matches(change, pattern):
-            change = dataclasses.replace(change, severity=severity)
-            break
+def _judge(
+    policy: Policy, drift: Drift, change: Change, accepted: frozenset[str], accept_all: bool
+) -> Change | None:
+    if policy.ignore or policy.severity:
+        names = _names(change)  # once per change, not once per pattern
+        if any(_named(names, p) for p in policy.ignore):
+            return None
+        for pattern, severity in policy.severity:
+            if _named(names, pattern):
+                change = dataclasses.replace(change, severity=severity)
+                break
     # The fingerprint holds no severity or reason, so an override does not un-accept.
-    if accepted and fingerprint(drift, change) in accepted:
+    if accept_all or (accepted and fingerprint(drift, change) in accepted):
         return dataclasses.replace(
             change,
             severity=Severity.INFO,
