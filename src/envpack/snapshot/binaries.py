@@ -34,7 +34,7 @@ _VERSION_TIMEOUT = 2.0
 _VERSION_WORKERS = 8
 _SHEBANG_MAX = 256
 _PROGRESS_EVERY = 250
-_FACTS_KIND = "binary-head/1"
+_FACTS_KIND = "binary-head/2"  # 2: ELF facts nested as a list, not as text
 """Hash-cache facts: [ElfInfo.to_cache() or null, shebang or null]."""
 
 
@@ -208,12 +208,13 @@ def probe(ctx: CaptureContext) -> None:
 
 
 def _facts_text(elf: ElfInfo | None, shebang: str | None) -> str:
-    return json.dumps([None if elf is None else elf.to_cache(), shebang])
+    # One JSON document: the ELF facts nested as a list, not as JSON text inside JSON.
+    return json.dumps([None if elf is None else elf.to_fields(), shebang], separators=(",", ":"))
 
 
 def _facts_from_text(text: str) -> tuple[ElfInfo | None, str | None]:
     elf, shebang = json.loads(text)
-    return (None if elf is None else ElfInfo.from_cache(elf)), shebang
+    return (None if elf is None else ElfInfo.from_fields(elf)), shebang
 
 
 def _elf_json(elf: ElfInfo) -> dict[str, Any]:

@@ -116,16 +116,22 @@ class ElfInfo:
             "build_id": self.build_id,
         }
 
+    def to_fields(self) -> list[Any]:
+        """Every field, in order: what the hash cache keeps beside the file's hash."""
+        return [getattr(self, f.name) for f in dataclasses.fields(self)]
+
+    @classmethod
+    def from_fields(cls, fields: list[Any]) -> ElfInfo:
+        fields[5] = tuple(fields[5])  # needed
+        return cls(*fields)
+
     def to_cache(self) -> str:
-        """Every field, as compact JSON (the hash cache keeps it beside the file's hash)."""
-        fields = [getattr(self, f.name) for f in dataclasses.fields(self)]
-        return json.dumps(fields, separators=(",", ":"))
+        """:meth:`to_fields` as compact JSON."""
+        return json.dumps(self.to_fields(), separators=(",", ":"))
 
     @classmethod
     def from_cache(cls, text: str) -> ElfInfo:
-        fields = json.loads(text)
-        fields[5] = tuple(fields[5])  # needed
-        return cls(*fields)
+        return cls.from_fields(json.loads(text))
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ElfInfo:
