@@ -41,19 +41,18 @@ _ZONEINFO = "zoneinfo/"
 
 def probe(ctx: CaptureContext) -> None:
     """Fill the ``os`` section."""
-    section: dict[str, Component] = {}
-    for key, reader in (
-        ("release", _release),
-        ("architecture", _architecture),
-        ("libc", _libc),
-        ("kernel", _kernel),
-        ("timezone", _timezone),
-        ("locale", _locale),
-    ):
-        component = reader(ctx)
-        if component is not None:
-            section[key] = component
-    ctx.sections[SECTION] = section
+    architecture = _architecture(ctx)
+    # The libc is looked for where this machine's loader lives: read the machine once.
+    machine = architecture["machine"] if architecture is not None else None
+    components = {
+        "release": _release(ctx),
+        "architecture": architecture,
+        "libc": _libc(ctx, machine),
+        "kernel": _kernel(ctx),
+        "timezone": _timezone(ctx),
+        "locale": _locale(ctx),
+    }
+    ctx.sections[SECTION] = {k: c for k, c in components.items() if c is not None}
 
 
 def parse_os_release(text: str) -> Component:
@@ -93,11 +92,8 @@ def _architecture(ctx: CaptureContext) -> Component | None:
     return {"machine": machine, "source": where}
 
 
-def _libc(ctx: CaptureContext) -> Component:
-    try:
-        machine: str | None = machine_of(ctx.source)[0]
-    except (ArchProblem, SourceReadError):
-        machine = None  # already reported by the architecture part
+def _libc(ctx: CaptureContext, machine: str | None) -> Component:
+    """``machine``: from the architecture part, ``None`` when it could not be told."""
     info = detect_libc(ctx.source, machine)
     for path, reason in info.problems:
         ctx.issue(SECTION, path, reason)
