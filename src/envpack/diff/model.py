@@ -6,7 +6,20 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Any
 
-__all__ = ["Change", "ChangeKind", "DiffResult", "Drift", "Severity", "Verdict"]
+__all__ = [
+    "Change",
+    "ChangeKind",
+    "DiffResult",
+    "Drift",
+    "Severity",
+    "Verdict",
+    "place",
+]
+
+
+def place(key: str, field: str | None) -> str:
+    """``key``, or ``key.field`` when one field of the component differs."""
+    return f"{key}.{field}" if field else key
 
 
 class Severity(IntEnum):
@@ -67,9 +80,14 @@ class Change:
     (listed in an ``--accepted`` file) when the policy lowered it to ``info``."""
 
     @property
+    def label(self) -> str:
+        """``key`` or ``key.field``: where in its section, for reports."""
+        return place(self.key, self.field)
+
+    @property
     def where(self) -> str:
         """``section/key`` or ``section/key.field``, for reports."""
-        return f"{self.section}/{self.key}" + (f".{self.field}" if self.field else "")
+        return f"{self.section}/{place(self.key, self.field)}"
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from envpack.diff.model import Change, ChangeKind, DiffResult, Severity, Verdict
+from envpack.diff.model import Change, ChangeKind, DiffResult, Severity, Verdict, place
 from envpack.manifest import SECTIONS
 
 __all__ = [
@@ -111,20 +111,16 @@ def summary(field: str | None, value: Any, limit: int | None = None) -> str:
     return compact(value, limit)
 
 
-def _shown(change: Change, value: Any, limit: int | None) -> str:
-    return summary(change.field, value, limit)
-
-
 def before_text(change: Change, limit: int | None = None) -> str:
     if change.kind is ChangeKind.ADDED and change.before is None:
         return ABSENT
-    return _shown(change, change.before, limit)
+    return summary(change.field, change.before, limit)
 
 
 def after_text(change: Change, limit: int | None = None) -> str:
     if change.kind is ChangeKind.REMOVED and change.after is None:
         return ABSENT
-    return _shown(change, change.after, limit)
+    return summary(change.field, change.after, limit)
 
 
 def level(severity: Severity, threshold: Severity) -> str:
@@ -185,8 +181,12 @@ class MatrixRow:
     """Environment name → cell, for every environment of the result."""
 
     @property
+    def label(self) -> str:
+        return place(self.key, self.field)
+
+    @property
     def where(self) -> str:
-        return f"{self.section}/{self.key}" + (f".{self.field}" if self.field else "")
+        return f"{self.section}/{place(self.key, self.field)}"
 
     @property
     def worst(self) -> Severity | None:

@@ -117,16 +117,16 @@ class HtmlReporter:
             for env in result.environments:
                 cell = row.cells[env]
                 value = cell.text()
-                shown = _e(cell.text(_VALUE_LIMIT))
+                short = cell.text(_VALUE_LIMIT)
                 inner = (
-                    f"<code>{shown}</code>"
+                    f"<code>{_e(short)}</code>"
                     if cell.present
                     else '<span class="absent">absent</span>'
                 )
                 if cell.change is not None:
                     change = cell.change
                     tip = f"{change.severity.label} ({change.kind.value}): {change.reason}"
-                    if value != cell.text(_VALUE_LIMIT):
+                    if value != short:
                         tip += f"\n{value}"
                     cells.append(
                         f'<td class="sev-{change.severity.label}" title="{_e(tip)}">{inner}</td>'

@@ -48,7 +48,7 @@ class JunitReporter:
                     suite,
                     "testcase",
                     classname=_clean(change.section),
-                    name=_clean(change.key + (f".{change.field}" if change.field else "")),
+                    name=_clean(change.label),
                 )
                 detail = _clean(
                     f"{change.where}: {change.kind.value} ({change.severity.label})\n"

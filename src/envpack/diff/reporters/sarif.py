@@ -102,7 +102,7 @@ class SarifReporter:
             location: dict[str, Any] = {
                 "logicalLocations": [
                     {
-                        "name": change.key + (f".{change.field}" if change.field else ""),
+                        "name": change.label,
                         "fullyQualifiedName": f"{drift.other}::{change.where}",
                         "kind": "object",
                     }
@@ -118,10 +118,11 @@ class SarifReporter:
                 entry["suppressions"] = [
                     {"kind": "external", "status": "accepted", "justification": change.reason}
                 ]
+            rule_id = _rule_id(change)
             results.append(
                 {
-                    "ruleId": _rule_id(change),
-                    "ruleIndex": rule_index[_rule_id(change)],
+                    "ruleId": rule_id,
+                    "ruleIndex": rule_index[rule_id],
                     "level": level(change.severity, threshold),
                     "message": {"text": change.reason},
                     "locations": [location],

@@ -100,7 +100,7 @@ class TableReporter:
                     style = SEVERITY_STYLE[change.severity]
                     table.add_row(
                         Text(change.severity.label, style=style),
-                        Text(change.key + (f".{change.field}" if change.field else "")),
+                        Text(change.label),
                         Text(change.kind.value),
                         Text(before_text(change, _VALUE_LIMIT)),
                         Text(after_text(change, _VALUE_LIMIT), style=style),
@@ -132,7 +132,7 @@ class TableReporter:
         worst = row.worst
         cells = [
             Text(worst.label, style=SEVERITY_STYLE[worst]) if worst is not None else Text(""),
-            Text(row.key + (f".{row.field}" if row.field else "")),
+            Text(row.label),
         ]
         for env in result.environments:
             cell = row.cells[env]
