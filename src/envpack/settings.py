@@ -52,34 +52,43 @@ def find_settings(start: Path | None = None) -> Path | None:
     Looks in ``start`` (default: the current folder) and its parents, stopping at the
     first folder that holds either file.
     """
+    found = _find(start)
+    return None if found is None else found[0]
+
+
+def _find(start: Path | None) -> tuple[Path, dict[str, Any] | None] | None:
+    """:func:`find_settings`, with the pyproject.toml it had to parse (each file once)."""
     folder = (start or Path.cwd()).resolve()
     for candidate in (folder, *folder.parents):
         own = candidate / "envpack.toml"
         if own.is_file():
-            return own
+            return own, None
         pyproject = candidate / "pyproject.toml"
-        if (
-            pyproject.is_file()
-            and "tool" in _parse(pyproject)
-            and ("envpack" in _parse(pyproject)["tool"])
-        ):
-            return pyproject
+        if pyproject.is_file():
+            data = _parse(pyproject)
+            tool = data.get("tool")
+            if isinstance(tool, dict) and "envpack" in tool:
+                return pyproject, data
     return None
 
 
 def load_settings(path: Path | None = None, *, search_from: Path | None = None) -> Settings:
     """Load the given settings file, or the one :func:`find_settings` finds."""
-    chosen = path if path is not None else find_settings(search_from)
-    if chosen is None:
-        return Settings()
-    if not chosen.is_file():
-        raise UsageError(f"{chosen}: no such settings file")
-    data = _parse(chosen)
-    if chosen.name == "pyproject.toml" or "tool" in data:
+    data: dict[str, Any] | None = None
+    if path is None:
+        found = _find(search_from)
+        if found is None:
+            return Settings()
+        path, data = found
+    elif not path.is_file():
+        raise UsageError(f"{path}: no such settings file")
+    if data is None:
+        data = _parse(path)
+    if path.name == "pyproject.toml" or "tool" in data:
         data = data.get("tool", {}).get("envpack", {})
     if not isinstance(data, dict):
-        raise UsageError(f"{chosen}: [tool.envpack] must be a table")
-    return Settings(data=data, path=chosen)
+        raise UsageError(f"{path}: [tool.envpack] must be a table")
+    return Settings(data=data, path=path)
 
 
 def _parse(path: Path) -> dict[str, Any]:
