@@ -37,7 +37,7 @@ from envpack.snapshot.config_parsers import (
 from envpack.snapshot.context import CaptureContext
 from envpack.snapshot.source import NotRegularFile, Source, SourceReadError, file_kind
 
-__all__ = ["DEFAULT_FILES", "PARSE_LIMIT", "describe", "expand_glob", "probe"]
+__all__ = ["DEFAULT_FILES", "PARSE_LIMIT", "describe", "expand_glob", "pip_config_files", "probe"]
 
 SECTION = "config_files"
 
@@ -46,6 +46,7 @@ PARSE_LIMIT = 4 * 1024 * 1024
 _MAX_GLOB_MATCHES = 5000
 _CHUNK = 1024 * 1024
 
+_PIP_SYSTEM_FILES = ("/etc/pip.conf", "/etc/xdg/pip/pip.conf")
 DEFAULT_FILES = (
     # CA bundles: Debian/Ubuntu, RHEL/Fedora, Alpine/macOS-style.
     "/etc/ssl/certs/ca-certificates.crt",
@@ -59,8 +60,7 @@ DEFAULT_FILES = (
     "/etc/localtime",
     "/etc/ssl/openssl.cnf",
     "/usr/lib/ssl/openssl.cnf",
-    "/etc/pip.conf",
-    "/etc/xdg/pip/pip.conf",
+    *_PIP_SYSTEM_FILES,
 )
 # Environment variables naming a config file that the live process would use.
 _FILE_VARIABLES = (
@@ -130,14 +130,28 @@ def _present(ctx: CaptureContext, inner: str) -> bool:
         return False
 
 
+def pip_config_files(source: Source) -> list[str]:
+    """pip's config files where pip looks: system-wide, then (live) the user's own and
+    ``$PIP_CONFIG_FILE``. The network section reads their proxies from the same list."""
+    files = [*_PIP_SYSTEM_FILES, *_pip_user_files(source)]
+    named = source.environ.get("PIP_CONFIG_FILE", "") if source.is_live else ""
+    if named.startswith("/"):
+        files.append(posixpath.normpath(named))
+    return files
+
+
+def _pip_user_files(source: Source) -> list[str]:
+    if not source.is_live:
+        return []
+    home = source.environ.get("HOME") or _home_of_uid(os.getuid())
+    return [f"{home}/.config/pip/pip.conf", f"{home}/.pip/pip.conf"] if home else []
+
+
 def _live_user_files(source: Source) -> list[str]:
     """pip's per-user files and the files named by variables: the live process only."""
     if not source.is_live:
         return []
-    out: list[str] = []
-    home = source.environ.get("HOME") or _home_of_uid(os.getuid())
-    if home:
-        out += [f"{home}/.config/pip/pip.conf", f"{home}/.pip/pip.conf"]
+    out = _pip_user_files(source)
     for name in _FILE_VARIABLES:
         value = source.environ.get(name, "")
         if value.startswith("/"):

@@ -41,6 +41,7 @@ from collections.abc import Iterable
 import psutil
 
 from envpack.manifest import Component
+from envpack.snapshot.config_files import pip_config_files
 from envpack.snapshot.config_parsers import ConfigParseError, parse_apt_conf, parse_ini
 from envpack.snapshot.context import CaptureContext
 from envpack.snapshot.source import SourceReadError
@@ -59,7 +60,6 @@ SYSCTLS = (
     "net.ipv6.conf.all.disable_ipv6",
 )
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "FTP_PROXY")
-_PIP_FILES = ("/etc/pip.conf", "/etc/xdg/pip/pip.conf")
 _SMALL = 1024 * 1024  # config files read here are tiny; a bigger one is read in part
 _STUB_RESOLVER = "127.0.0.53"
 
@@ -176,7 +176,7 @@ def _proxy(ctx: CaptureContext) -> Component:
         upper = name.upper()
         if upper in _PROXY_VARIABLES or upper == "PIP_PROXY":
             out[f"env.{name}"] = redactor.redact_urls(value)
-    for inner in _pip_files(ctx):
+    for inner in pip_config_files(ctx.source):
         text = _read(ctx, inner)
         if text is None:
             continue
@@ -202,18 +202,6 @@ def _proxy(ctx: CaptureContext) -> Component:
             if len(parts) >= 3 and parts[0] == "acquire" and parts[2] == "proxy":
                 out[f"apt.{key}"] = redactor.redact_urls(value)
     return dict(sorted(out.items()))
-
-
-def _pip_files(ctx: CaptureContext) -> list[str]:
-    files = list(_PIP_FILES)
-    env = ctx.source.environ
-    if ctx.source.is_live:
-        home = env.get("HOME", "")
-        if home:
-            files += [f"{home}/.config/pip/pip.conf", f"{home}/.pip/pip.conf"]
-        if env.get("PIP_CONFIG_FILE", "").startswith("/"):
-            files.append(env["PIP_CONFIG_FILE"])
-    return files
 
 
 def _apt_files(ctx: CaptureContext) -> list[str]:
