@@ -139,22 +139,12 @@ def parse_ini(text: str) -> dict[str, str]:
     Keys before the first ``[section]`` (openssl.cnf does this) are recorded bare. A key
     given twice keeps the last value, as most INI readers do.
     """
-    parser = configparser.ConfigParser(
-        interpolation=None,
-        strict=False,
-        allow_no_value=True,
-        delimiters=("=", ":"),
-        comment_prefixes=("#", ";"),
-        inline_comment_prefixes=None,
-        default_section="\x00default",  # no section inherits from another
-    )
-    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep key case
-    parser.SECTCRE = _SECTION_HEADER  # "[ CA_default ]" in openssl.cnf is "CA_default"
+    parser = _new_parser()
     try:
         try:
             parser.read_string(text)
         except configparser.MissingSectionHeaderError:
-            parser = _fresh_copy(parser)
+            parser = _new_parser()
             parser.read_string(f"[{_TOP_SECTION}]\n{text}")
     except configparser.ParsingError as err:
         lineno, line = err.errors[0]
@@ -182,18 +172,20 @@ def _unrepr(text: str) -> str:
     return str(value).strip()
 
 
-def _fresh_copy(parser: configparser.ConfigParser) -> configparser.ConfigParser:
-    fresh = configparser.ConfigParser(
+def _new_parser() -> configparser.ConfigParser:
+    """A reader that changes nothing: no interpolation, no inline comments, key case kept."""
+    parser = configparser.ConfigParser(
         interpolation=None,
         strict=False,
         allow_no_value=True,
         delimiters=("=", ":"),
         comment_prefixes=("#", ";"),
-        default_section=parser.default_section,
+        inline_comment_prefixes=None,
+        default_section="\x00default",  # no section inherits from another
     )
-    fresh.optionxform = str  # type: ignore[assignment,method-assign]
-    fresh.SECTCRE = _SECTION_HEADER
-    return fresh
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep key case
+    parser.SECTCRE = _SECTION_HEADER  # "[ CA_default ]" in openssl.cnf is "CA_default"
+    return parser
 
 
 # -- line formats --------------------------------------------------------------------------
