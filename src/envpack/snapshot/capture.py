@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -85,11 +84,7 @@ def capture(
 
 
 def _hostname(source: Source) -> str:
-    if source.is_live:
-        return socket.gethostname()
     try:
-        text = source.read_text_or_none("/etc/hostname") or ""
+        return source.hostname()
     except SourceReadError:
-        return ""
-    lines = text.split()
-    return lines[0] if lines else ""
+        return ""  # the network section records why

@@ -118,11 +118,11 @@ def _hosts_entries(ctx: CaptureContext) -> list[str]:
 
 
 def _hostname(ctx: CaptureContext, hosts: list[str]) -> Component:
-    if ctx.source.is_live:
-        name = socket.gethostname()
-    else:
-        text = _read(ctx, "/etc/hostname") or ""
-        name = text.split()[0] if text.split() else ""
+    try:
+        name = ctx.source.hostname()
+    except SourceReadError as err:
+        ctx.issue(SECTION, "/etc/hostname", str(err))
+        name = ""
     return {"hostname": name, "fqdn": _fqdn(name, hosts)}
 
 

@@ -292,6 +292,16 @@ class Source:
         """The content of a text file, decoded as UTF-8 (undecodable bytes replaced)."""
         return self.read_bytes(inner, limit=limit).decode("utf-8", "replace")
 
+    def hostname(self) -> str:
+        """The host's name: the live kernel's, else the first word of ``/etc/hostname``.
+
+        Raises :class:`SourceReadError` when a rootfs's ``/etc/hostname`` is unreadable.
+        """
+        if self.is_live:
+            return socket.gethostname()
+        words = (self.read_text_or_none("/etc/hostname") or "").split()
+        return words[0] if words else ""
+
     def read_text_or_none(self, inner: str) -> str | None:
         """The text of a file, or ``None`` when it does not exist (other errors raise)."""
         try:
