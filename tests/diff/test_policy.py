@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from diff_manifests import dev_sections, make
 
-from envpack.diff.engine import name_environments, run_diff
+from envpack.diff.engine import Environment, name_environments, run_diff
 from envpack.diff.model import Severity
 from envpack.diff.policy import Policy, load_policy, policy_from_table
 from envpack.errors import DiffError, UsageError
@@ -222,3 +222,33 @@ def test_requirements_in_the_matrix(tmp_path: Path) -> None:
         "dev": "2.31.0",
         "prod": "1.0.0",
     }
+
+
+def test_requires_python_and_a_package_named_python_are_told_apart(tmp_path: Path) -> None:
+    from envpack.diff.requirements import load_requirements
+
+    # A package called "python" and requires-python once shared the key "python>=…",
+    # and the matrix showed the interpreter's version for both.
+    path = tmp_path / "pyproject.toml"
+    path.write_text(
+        '[project]\nname = "app"\nrequires-python = ">=3.12"\ndependencies = ["python>=3"]\n',
+        encoding="utf-8",
+    )
+    dev, other = dev_sections(), prod()
+    other["python_packages"]["python"] = {"name": "python", "version": "2.7.18", "location": "/a"}
+    # The second one named apart from its manifest, as two manifests of one label are.
+    environments = [
+        Environment("dev", "dev.json", make("dev", dev)),
+        Environment("staging", "prod.json", make("prod", other)),
+    ]
+    result = run_diff(environments, declared=load_requirements(path)).result
+    values = {
+        key: row for (section, key, _), row in result.values.items() if section == "requirements"
+    }
+    assert values["requires-python>=3.12"] == {"dev": "3.11.7", "staging": "3.11.7"}
+    assert values["python>=3"] == {"staging": "2.7.18"}
+    reasons = sorted(
+        c.reason for d in result.drifts for c in d.changes if c.section == "requirements"
+    )
+    assert "staging: python 2.7.18 does not satisfy python>=3" in reasons
+    assert "staging: Python 3.11.7 does not satisfy requires-python >=3.12" in reasons

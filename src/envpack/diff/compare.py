@@ -198,7 +198,8 @@ def _flat_diff(
 # --- interpreters ------------------------------------------------------------------------
 
 
-def _primary(section: Section) -> str | None:
+def primary_key(section: Section) -> str | None:
+    """The key of the primary interpreter in an ``interpreters`` section."""
     for key in sorted(section):
         if section[key].get("primary") is True:
             return key
@@ -206,7 +207,7 @@ def _primary(section: Section) -> str | None:
 
 
 def _interpreters(sa: Section, sb: Section) -> list[Change]:
-    pa, pb = _primary(sa), _primary(sb)
+    pa, pb = primary_key(sa), primary_key(sb)
     if pa is None or pb is None:
         return list(_keyed("interpreters", sa, sb))
     ca, cb = sa[pa], sb[pb]
@@ -285,7 +286,7 @@ def cell(manifest: Manifest, section: str, key: str, field: str | None) -> Any:
         return len(manifest.issues) if (key, field) == ("issues", "count") else MISSING
     data = manifest.section(section)
     if section == "interpreters" and key == PRIMARY:
-        primary = _primary(data)
+        primary = primary_key(data)
         if primary is None:
             return MISSING
         if field == "path" and "path" not in data[primary]:

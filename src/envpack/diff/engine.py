@@ -11,18 +11,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
-
-from envpack.diff.compare import MISSING, PRIMARY, cell, compare
+from envpack.diff.compare import MISSING, cell, compare
 from envpack.diff.model import Change, DiffResult, Drift, Severity, Verdict
 from envpack.diff.policy import Policy, accepted_document, apply_policy, load_accepted
-from envpack.diff.requirements import PYTHON_KEY, SECTION, Declared, check
+from envpack.diff.requirements import SECTION, Declared, check
 from envpack.errors import UsageError
 from envpack.manifest import Manifest, load_manifest, loads
 
@@ -146,8 +143,12 @@ def _baseline_index(environments: Sequence[Environment], wanted: str | None) -> 
 
 
 def _values(
-    environments: Sequence[Environment], drifts: Sequence[Drift]
+    environments: Sequence[Environment],
+    drifts: Sequence[Drift],
+    targets: Mapping[str, tuple[str, str]],
 ) -> dict[tuple[str, str, str | None], dict[str, object]]:
+    """Every environment's value of each changed thing (a requirement row: the version
+    its check looked at, through ``targets``)."""
     values: dict[tuple[str, str, str | None], dict[str, object]] = {}
     for drift in drifts:
         for change in drift.changes:
@@ -157,7 +158,7 @@ def _values(
             row: dict[str, object] = {}
             for env in environments:
                 if change.section == SECTION:
-                    value = _requirement_cell(env.manifest, change.key)
+                    value = _requirement_cell(env.manifest, targets, change.key)
                 else:
                     value = cell(env.manifest, change.section, change.key, change.field)
                 if value is not MISSING:
@@ -166,34 +167,28 @@ def _values(
     return values
 
 
-def _requirement_cell(manifest: Manifest, key: str) -> object:
-    # A requirement row shows what each environment has: the installed version, or the
-    # primary interpreter's version for requires-python.
-    name = re.split(r"[\s\[<>=!~;@(]", key, maxsplit=1)[0]
-    if name == PYTHON_KEY and key != name and not key.startswith(PYTHON_KEY + "["):
-        return cell(manifest, "interpreters", PRIMARY, "version")
-    return cell(manifest, "python_packages", canonicalize_name(name), "version")
+def _requirement_cell(
+    manifest: Manifest, targets: Mapping[str, tuple[str, str]], key: str
+) -> object:
+    target = targets.get(key)
+    return MISSING if target is None else cell(manifest, target[0], target[1], "version")
 
 
 def _requirement_misses(
     declared: Declared, env: Environment, base: Environment, other: Environment
 ) -> list[Change]:
     """``env``'s misses as changes of the drift from ``base`` to ``other``."""
+    targets = declared.targets
     out = []
-    for change in check(declared, env.manifest):
-        before = _requirement_cell(base.manifest, change.key)
-        after = _requirement_cell(other.manifest, change.key)
-        reason = change.reason
-        if env.manifest.name != env.name:
-            # check() names the environment by its manifest; the command line renamed it.
-            reason = env.name + reason[len(env.manifest.name) :]
+    for change in check(declared, env.manifest, name=env.name):
+        before = _requirement_cell(base.manifest, targets, change.key)
+        after = _requirement_cell(other.manifest, targets, change.key)
         out.append(
             dataclasses.replace(
                 change,
                 field=env.name,
                 before=None if before is MISSING else before,
                 after=None if after is MISSING else after,
-                reason=reason,
             )
         )
     return out
@@ -247,7 +242,7 @@ def run_diff(
         baseline=base.name,
         drifts=drifts,
         verdict=verdict,
-        values=_values(environments, drifts),
+        values=_values(environments, drifts, declared.targets if declared is not None else {}),
         notes=list(declared.notes) if declared is not None else [],
     )
     return Outcome(result, document)

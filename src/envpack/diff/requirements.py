@@ -30,6 +30,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from envpack.diff.compare import PRIMARY, primary_key
 from envpack.diff.model import Change, ChangeKind, Severity
 from envpack.errors import DiffError
 from envpack.manifest import Manifest
@@ -42,8 +43,9 @@ else:  # pragma: no cover - exercised on 3.9/3.10 only
 __all__ = ["SECTION", "Declared", "check", "load_requirements"]
 
 SECTION = "requirements"
-PYTHON_KEY = "python"
-"""Prefix of the ``requires-python`` check's key (``python>=3.9``)."""
+_REQUIRES_PYTHON = "requires-python"
+"""Prefix of the ``requires-python`` check's key (``requires-python>=3.9``): unlike
+``python``, it cannot be the name of a package someone requires."""
 
 _MAX_INCLUDE_DEPTH = 20
 _IGNORED_OPTIONS = (
@@ -74,6 +76,23 @@ class Declared:
     requires_python: SpecifierSet | None = None
     notes: list[str] = field(default_factory=list)
     """Lines skipped on purpose (editables, URLs), to tell the user."""
+
+    @property
+    def targets(self) -> dict[str, tuple[str, str]]:
+        """Each check's key → the ``(section, key)`` whose ``version`` it looks at, so
+        a report can show what every environment has for it."""
+        out: dict[str, tuple[str, str]] = {
+            _shown(r): ("python_packages", str(canonicalize_name(r.name)))
+            for r in self.requirements
+        }
+        if self.requires_python is not None:
+            out[f"{_REQUIRES_PYTHON}{self.requires_python}"] = ("interpreters", PRIMARY)
+        return out
+
+
+def _shown(requirement: Requirement) -> str:
+    """A requirement as reports show it: without its marker."""
+    return str(requirement).split(";", 1)[0].strip()
 
 
 def load_requirements(path: Path) -> Declared:
@@ -188,10 +207,8 @@ def _requirement(text: str, where: str) -> Requirement:
 
 def _primary(manifest: Manifest) -> dict[str, Any] | None:
     interpreters = manifest.section("interpreters")
-    for key in sorted(interpreters):
-        if interpreters[key].get("primary") is True:
-            return interpreters[key]
-    return None
+    key = primary_key(interpreters)
+    return None if key is None else interpreters[key]
 
 
 def _installed(manifest: Manifest, name: str) -> str | None:
@@ -225,9 +242,12 @@ def _satisfies(specifier: SpecifierSet, version: str) -> bool:
         return any(s.operator in ("==", "===") and s.version == version for s in specifier)
 
 
-def check(declared: Declared, manifest: Manifest) -> list[Change]:
-    """Every declared need that ``manifest``'s environment does not meet (critical)."""
-    env = manifest.name
+def check(declared: Declared, manifest: Manifest, name: str | None = None) -> list[Change]:
+    """Every declared need that ``manifest``'s environment does not meet (critical).
+
+    ``name``: what reasons call the environment (default: the manifest's own name).
+    """
+    env = name if name is not None else manifest.name
     interpreter = _primary(manifest)
     raw_markers = interpreter.get("markers") if interpreter else None
     markers = raw_markers if isinstance(raw_markers, dict) else None
@@ -239,7 +259,7 @@ def check(declared: Declared, manifest: Manifest) -> list[Change]:
             changes.append(
                 Change(
                     SECTION,
-                    f"{PYTHON_KEY}{declared.requires_python}",
+                    f"{_REQUIRES_PYTHON}{declared.requires_python}",
                     env,
                     None,
                     version,
@@ -253,8 +273,7 @@ def check(declared: Declared, manifest: Manifest) -> list[Change]:
         if not _applies(requirement, markers):
             continue
         name = canonicalize_name(requirement.name)
-        wanted = str(requirement)
-        shown = wanted.split(";", 1)[0].strip()
+        shown = _shown(requirement)
         installed = _installed(manifest, name)
         if installed is None:
             reason = f"{env}: {requirement.name} is not installed (required: {shown})"
