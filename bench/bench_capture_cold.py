@@ -21,8 +21,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_python_capture import _envpack_command, _find_python311, ensure_venv
-from benchlib import child_env, interleaved, medians, time_run
+from benchlib import (
+    child_env,
+    ensure_venv,
+    envpack_command,
+    find_python311,
+    interleaved,
+    medians,
+    time_run,
+)
 
 from envpack.manifest import SECTIONS
 from envpack.redact import Redactor
@@ -66,7 +73,7 @@ def main() -> None:
     parser.add_argument("--python", help="base CPython 3.11 for the venv")
     args = parser.parse_args()
     repeat = max(3, args.repeat)
-    python = ensure_venv(args.python or _find_python311())
+    python = ensure_venv(args.python or find_python311())
     env = child_env()
     paths, filled = _recorded_files(python, env)
     size = sum(os.path.getsize(p) for p in paths)
@@ -75,7 +82,7 @@ def main() -> None:
         listing.write_text("\n".join(paths) + "\n", encoding="utf-8")
         hash_cmd = [sys.executable, "-c", _HASHLIB, str(listing)]
         envpack_cmd = [
-            *_envpack_command(),
+            *envpack_command(),
             "capture",
             "--python",
             str(python),

@@ -17,8 +17,15 @@ import argparse
 import os
 import tempfile
 
-from bench_python_capture import _envpack_command, _find_python311, ensure_venv
-from benchlib import child_env, interleaved, medians, time_run
+from benchlib import (
+    child_env,
+    ensure_venv,
+    envpack_command,
+    find_python311,
+    interleaved,
+    medians,
+    time_run,
+)
 
 GOAL = 1.0
 
@@ -29,12 +36,12 @@ def main() -> None:
     parser.add_argument("--python", help="base CPython 3.11 for the venv")
     args = parser.parse_args()
     repeat = max(3, args.repeat)
-    python = ensure_venv(args.python or _find_python311())
+    python = ensure_venv(args.python or find_python311())
     env = child_env()
     with tempfile.TemporaryDirectory(prefix="envpack-bench-") as cache_home:
         env["XDG_CACHE_HOME"] = cache_home
         envpack_cmd = [
-            *_envpack_command(),
+            *envpack_command(),
             "capture",
             "--python",
             str(python),

@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from benchlib import median_call
 
 from envpack.manifest import Manifest, Meta, dumps
 
@@ -69,15 +69,6 @@ def write_pair(folder: Path, packages: int) -> tuple[Path, Path]:
         path.write_text(dumps(Manifest(meta, {"python_packages": section})), encoding="utf-8")
         paths.append(path)
     return paths[0], paths[1]
-
-
-def median_time(fn: Any, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def json_load_both(a: Path, b: Path) -> None:
@@ -147,8 +138,8 @@ def main() -> None:
         size = a.stat().st_size + b.stat().st_size
         print(f"{args.packages} packages per manifest, 1% changed; files {size / 1e6:.1f} MB total")
 
-        t_json = median_time(lambda: json_load_both(a, b), args.repeat)
-        t_diff = median_time(lambda: diff_in_process(a, b), args.repeat)
+        t_json = median_call(lambda: json_load_both(a, b), args.repeat)[0]
+        t_diff = median_call(lambda: diff_in_process(a, b), args.repeat)[0]
         print(f"json.load both (in-process)      median {t_json * 1000:8.1f} ms")
         print(f"envpack diff (in-process, json)  median {t_diff * 1000:8.1f} ms")
         print(f"  ratio diff / json.load: {t_diff / t_json:.2f}x  (goal <= 2x)")
@@ -158,8 +149,8 @@ def main() -> None:
         cli += ["-o", str(out)]
         script = "import json,sys\nfor p in sys.argv[1:]:\n    json.load(open(p,'rb'))"
         loader = [sys.executable, "-c", script, str(a), str(b)]
-        t_cli = median_time(lambda: subprocess.run(cli, check=False), args.repeat)
-        t_loader = median_time(lambda: subprocess.run(loader, check=True), args.repeat)
+        t_cli = median_call(lambda: subprocess.run(cli, check=False), args.repeat)[0]
+        t_loader = median_call(lambda: subprocess.run(loader, check=True), args.repeat)[0]
         print(f"`envpack diff` CLI (child)       median {t_cli * 1000:8.1f} ms")
         print(f"`python -c json.load` (child)    median {t_loader * 1000:8.1f} ms")
         print(f"  ratio CLI / child json.load: {t_cli / t_loader:.2f}x")

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import subprocess
-import time
-from collections.abc import Callable
+
+from benchlib import median_call
 
 from envpack.redact import Redactor
 from envpack.snapshot import system_packages
@@ -46,29 +45,19 @@ def _python_debian() -> int:
     return count
 
 
-def _median(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
-    times: list[float] = []
-    result = 0
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
     if shutil.which("dpkg-query") is None:
         raise SystemExit("needs a dpkg-based machine")
-    ours, n_ours = _median(_envpack, args.repeat)
-    theirs, n_theirs = _median(_dpkg_query, args.repeat)
+    ours, n_ours = median_call(_envpack, args.repeat)
+    theirs, n_theirs = median_call(_dpkg_query, args.repeat)
     print(f"envpack system_packages probe: {ours * 1000:8.1f} ms  ({n_ours} packages)")
     print(f"dpkg-query -W:                 {theirs * 1000:8.1f} ms  ({n_theirs} packages)")
     print(f"ratio envpack / dpkg-query:    {ours / theirs:8.2f}")
     try:
-        deb822, n_deb = _median(_python_debian, args.repeat)
+        deb822, n_deb = median_call(_python_debian, args.repeat)
     except ImportError:
         print("python-debian not installed: deb822 comparison skipped")
         return

@@ -1,15 +1,85 @@
-"""What the capture benchmarks share: the child environment and timing one run."""
+"""What the benchmarks share: the venv they measure, the envpack command, the child
+environment, timing runs and taking medians."""
 
 from __future__ import annotations
 
 import os
 import resource
+import shutil
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
-__all__ = ["child_env", "interleaved", "medians", "time_run"]
+__all__ = [
+    "child_env",
+    "ensure_venv",
+    "envpack_command",
+    "find_python311",
+    "interleaved",
+    "median_call",
+    "medians",
+    "time_run",
+]
+
+T = TypeVar("T")
+VENVS = Path(__file__).resolve().parent / ".venvs"
+REQUIREMENTS = (
+    "flask", "requests", "numpy", "psycopg2-binary", "pyyaml", "cryptography",
+    # Rounds the venv up to about 25 distributions, as issue 2 asks.
+    "python-dateutil", "attrs", "packaging", "pytz",
+)  # fmt: skip
+
+
+def find_python311() -> str:
+    """A CPython 3.11 to make the benchmark venv with: pyenv's, else python3.11 on PATH."""
+    root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
+    versions = Path(root) / "versions"
+    if versions.is_dir():
+        for candidate in sorted(versions.iterdir(), reverse=True):
+            exe = candidate / "bin" / "python"
+            if candidate.name.startswith("3.11") and exe.exists():
+                return str(exe)
+    found = shutil.which("python3.11")
+    if found:
+        return found
+    raise SystemExit("bench: no CPython 3.11 found (pyenv or python3.11 on PATH); use --python")
+
+
+def ensure_venv(base_python: str) -> Path:
+    """The cached benchmark venv (about 25 distributions); made with its own pip."""
+    venv = VENVS / "py311-25dists"
+    python = venv / "bin" / "python"
+    marker = venv / ".complete"
+    wanted = " ".join(REQUIREMENTS) + "\n"
+    if marker.exists() and python.exists() and marker.read_text() == wanted:
+        return python
+    if venv.exists():
+        shutil.rmtree(venv)
+    VENVS.mkdir(parents=True, exist_ok=True)
+    subprocess.run([base_python, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *REQUIREMENTS],
+        check=True,
+    )
+    marker.write_text(wanted)
+    return python
+
+
+def envpack_command() -> list[str]:
+    """The envpack console script beside this Python.
+
+    Not a version manager's shim on PATH: pyenv's shim is a shell script adding ~100 ms
+    that is no part of envpack (pip inspect runs the venv's python directly, too).
+    """
+    beside = Path(sys.executable).parent / "envpack"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("envpack")
+    return [found] if found else [sys.executable, "-m", "envpack"]
 
 
 def child_env() -> dict[str, str]:
@@ -59,3 +129,14 @@ def medians(runs: list[Run]) -> Run:
         statistics.median(wall for wall, _ in runs),
         statistics.median(cpu for _, cpu in runs),
     )
+
+
+def median_call(fn: Callable[[], T], repeat: int) -> tuple[float, T]:
+    """Median wall seconds of ``repeat`` calls in this process, and the last result."""
+    times: list[float] = []
+    result: T
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
