@@ -7,6 +7,7 @@ package), and many more (``F``/``R`` file lists, ``Z`` checksums) that this pars
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -40,6 +41,26 @@ def parse_records(text: str) -> Iterator[dict[str, str]]:
             fields.setdefault(line[0], line[2:].strip())
     if fields:
         yield fields
+
+
+def installed_files(text: str) -> Iterator[tuple[str, str, str]]:
+    """``(package, version, absolute path)`` of every file the database lists.
+
+    Each record names its folders (``F:``) and, after each one, that folder's files
+    (``R:``); ``P:`` and ``V:`` come before the file lists in every record apk writes.
+    """
+    name = version = folder = ""
+    for line in text.splitlines():
+        if not line.strip():
+            name = version = folder = ""
+        elif line.startswith("P:"):
+            name = line[2:].strip()
+        elif line.startswith("V:"):
+            version = line[2:].strip()
+        elif line.startswith("F:"):
+            folder = line[2:].strip()
+        elif line.startswith("R:") and name:
+            yield name, version, "/" + posixpath.join(folder, line[2:].strip()).lstrip("/")
 
 
 def installed_packages(text: str) -> list[ApkPackage]:

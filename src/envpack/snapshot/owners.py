@@ -236,21 +236,10 @@ class OwnerIndex:
             return
         if not text:
             return
-        name = version = ""
-        folder = ""
-        for line in text.splitlines():
-            if not line.strip():
-                name = version = folder = ""
-            elif line.startswith("P:"):
-                name = line[2:].strip()
-            elif line.startswith("V:"):
-                version = line[2:].strip()
-            elif line.startswith("F:"):
-                folder = line[2:].strip()
-            elif line.startswith("R:") and name:
-                # P: and V: come before the file lists in every record apk writes.
-                full = "/" + posixpath.join(folder, line[2:].strip()).lstrip("/")
-                index.setdefault(full, {"kind": "apk", "name": name, "version": version})
+        from envpack.snapshot.apk_db import installed_files
+
+        for name, version, path in installed_files(text):
+            index.setdefault(path, {"kind": "apk", "name": name, "version": version})
 
     def _add_rpm(self, index: dict[str, Owner]) -> None:
         from envpack.snapshot.rpmdb import read_rpmdb
