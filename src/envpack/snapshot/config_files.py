@@ -21,7 +21,6 @@ import os
 import posixpath
 import pwd
 import stat
-from fnmatch import fnmatchcase
 from typing import Any
 
 from envpack.errors import UsageError
@@ -35,9 +34,15 @@ from envpack.snapshot.config_parsers import (
     parse_pem,
 )
 from envpack.snapshot.context import CaptureContext
-from envpack.snapshot.source import NotRegularFile, Source, SourceReadError, file_kind
+from envpack.snapshot.source import (
+    NotRegularFile,
+    Source,
+    SourceReadError,
+    expand_glob,
+    file_kind,
+)
 
-__all__ = ["DEFAULT_FILES", "PARSE_LIMIT", "describe", "expand_glob", "pip_config_files", "probe"]
+__all__ = ["DEFAULT_FILES", "PARSE_LIMIT", "describe", "pip_config_files", "probe"]
 
 SECTION = "config_files"
 
@@ -109,7 +114,7 @@ def _candidates(ctx: CaptureContext) -> set[str]:
             ctx.issue(SECTION, pattern, "relative path: give a path inside the captured root")
             continue
         try:
-            matches = expand_glob(source, absolute)
+            matches = expand_glob(source, absolute, limit=_MAX_GLOB_MATCHES)
         except SourceReadError as err:
             ctx.issue(SECTION, pattern, str(err))
             continue
@@ -184,53 +189,6 @@ def _absolute(pattern: str, base: str | None, source: Source) -> str | None:
     if not source.is_live:
         return None  # a relative path means nothing inside an offline rootfs
     return posixpath.normpath(posixpath.join(base or os.getcwd(), pattern))
-
-
-def _has_magic(part: str) -> bool:
-    return any(char in part for char in "*?[")
-
-
-def expand_glob(source: Source, pattern: str) -> list[str]:
-    """Paths inside ``source`` matching an absolute glob, sorted.
-
-    Shell rules: ``*`` and ``?`` stay within one path part and skip dot-files unless the
-    part starts with a dot; ``**`` spans folders but never follows a symlinked folder (no
-    loops). Folders are listed through the source, so symlinks never leave a root.
-    """
-    parts = [part for part in pattern.split("/") if part]
-    results: list[str] = []
-
-    def walk(prefix: str, index: int) -> None:
-        if len(results) > _MAX_GLOB_MATCHES:
-            return
-        if index == len(parts):
-            results.append(prefix or "/")
-            return
-        part = parts[index]
-        last = index == len(parts) - 1
-        if part == "**":
-            walk(prefix, index + 1)
-            for name in source.listdir(prefix or "/"):
-                child = f"{prefix}/{name}"
-                st = source.lstat(child)
-                if not name.startswith(".") and st is not None and stat.S_ISDIR(st.st_mode):
-                    walk(child, index)
-            return
-        if not _has_magic(part):
-            child = f"{prefix}/{part}"
-            if not last:
-                walk(child, index + 1)
-            elif source.lstat(child) is not None:
-                results.append(child)
-            return
-        for name in source.listdir(prefix or "/"):
-            if name.startswith(".") and not part.startswith("."):
-                continue
-            if fnmatchcase(name, part):
-                walk(f"{prefix}/{name}", index + 1)
-
-    walk("", 0)
-    return sorted(set(results))
 
 
 # -- one file ------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ itself, never against the host.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import posixpath
 import stat
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 from envpack.snapshot.context import CaptureContext
 from envpack.snapshot.elf import ElfInfo, parse_elf_fd
 from envpack.snapshot.hashcache import HashCache, cache_for
-from envpack.snapshot.source import Source, SourceReadError
+from envpack.snapshot.source import Source, SourceReadError, expand_glob
 
 __all__ = [
     "LdSoCache",
@@ -161,7 +160,7 @@ def read_ld_so_conf(source: Source, path: str = "/etc/ld.so.conf") -> list[str]:
             if word == "include":
                 for pattern in rest.split():
                     full = posixpath.join(posixpath.dirname(conf), pattern)
-                    for match in glob_inside(source, full):
+                    for match in expand_glob(source, full):
                         visit(match, depth + 1)
             elif word == "hwcap":
                 continue
@@ -173,28 +172,6 @@ def read_ld_so_conf(source: Source, path: str = "/etc/ld.so.conf") -> list[str]:
 
     visit(path, 0)
     return dirs
-
-
-def glob_inside(source: Source, pattern: str) -> list[str]:
-    """Expand a glob inside the source, component by component, sorted like glob(3)."""
-    parts = [p for p in pattern.split("/") if p]
-    current = ["/"]
-    for part in parts:
-        following: list[str] = []
-        for base in current:
-            if any(c in part for c in "*?["):
-                following.extend(
-                    posixpath.join(base, name)
-                    for name in source.listdir(base)
-                    if fnmatch.fnmatchcase(name, part)
-                    and not (name.startswith(".") and not part.startswith("."))
-                )
-            else:
-                candidate = posixpath.join(base, part)
-                if source.lstat(candidate) is not None:
-                    following.append(candidate)
-        current = sorted(following)
-    return [p for p in current if p != "/"]
 
 
 class Resolver:

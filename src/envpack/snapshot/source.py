@@ -13,6 +13,7 @@ is read: a FIFO, socket or device node where a file was expected raises
 from __future__ import annotations
 
 import errno
+import fnmatch
 import os
 import socket
 import stat
@@ -29,6 +30,7 @@ __all__ = [
     "ResolvedPath",
     "Source",
     "SourceReadError",
+    "expand_glob",
     "file_kind",
 ]
 
@@ -312,3 +314,51 @@ class Source:
             if self.lstat(inner) is None:
                 return None
             raise
+
+
+def _has_magic(part: str) -> bool:
+    return any(char in part for char in "*?[")
+
+
+def expand_glob(source: Source, pattern: str, *, limit: int = 5000) -> list[str]:
+    """Paths inside ``source`` matching an absolute glob, sorted.
+
+    Shell rules: ``*`` and ``?`` stay within one path part and skip dot-files unless the
+    part starts with a dot; ``**`` spans folders but never follows a symlinked folder (no
+    loops). Folders are listed through the source, so symlinks never leave a root.
+    The walk stops once more than ``limit`` paths matched.
+    """
+    parts = [part for part in pattern.split("/") if part]
+    results: list[str] = []
+
+    def walk(prefix: str, index: int) -> None:
+        if len(results) > limit:
+            return
+        if index == len(parts):
+            results.append(prefix or "/")
+            return
+        part = parts[index]
+        last = index == len(parts) - 1
+        if part == "**":
+            walk(prefix, index + 1)
+            for name in source.listdir(prefix or "/"):
+                child = f"{prefix}/{name}"
+                st = source.lstat(child)
+                if not name.startswith(".") and st is not None and stat.S_ISDIR(st.st_mode):
+                    walk(child, index)
+            return
+        if not _has_magic(part):
+            child = f"{prefix}/{part}"
+            if not last:
+                walk(child, index + 1)
+            elif source.lstat(child) is not None:
+                results.append(child)
+            return
+        for name in source.listdir(prefix or "/"):
+            if name.startswith(".") and not part.startswith("."):
+                continue
+            if fnmatch.fnmatchcase(name, part):
+                walk(f"{prefix}/{name}", index + 1)
+
+    walk("", 0)
+    return sorted(set(results))
