@@ -18,7 +18,8 @@ import pytest
 
 from envpack.manifest import schema_text
 from envpack.redact import Redactor
-from envpack.snapshot import python_packages
+from envpack.snapshot import hashcache, python_packages
+from envpack.snapshot.capture import capture
 from envpack.snapshot.context import CaptureContext, CaptureOptions
 from envpack.snapshot.distributions import canonical_name
 from envpack.snapshot.source import Source
@@ -185,6 +186,26 @@ def test_verify_lists_exactly_the_changed_files(
     # Without --verify nothing is hashed and no verify field appears.
     plain = _capture(python, tmp_path, clean_env, name="plain.json")
     assert all("verify" not in c for c in plain["python_packages"].values())
+
+
+def test_a_second_verify_rehashes_nothing_unchanged(dev_venv: Path, tmp_path: Path) -> None:
+    # --verify reads its sha256 rows through the hash cache, like every other hash.
+    options = CaptureOptions(
+        pythons=(str(dev_venv),),
+        verify=True,
+        only=frozenset({"python_packages"}),
+        cache_dir=tmp_path / "cache",
+    )
+    before = hashcache.stats.hashed
+    first = capture(Source.live(), options, Redactor(b"k"))
+    assert hashcache.stats.hashed > before  # the installed files went through the cache
+    before = hashcache.stats.hashed
+    second = capture(Source.live(), options, Redactor(b"k"))
+    assert hashcache.stats.hashed == before
+    verified = {k: c["verify"] for k, c in second.sections["python_packages"].items()}
+    assert verified == {k: c["verify"] for k, c in first.sections["python_packages"].items()}
+    assert verified["requests"]["checked"] > 0
+    assert (verified["requests"]["modified"], verified["requests"]["missing"]) == ([], [])
 
 
 @pytest.mark.slow

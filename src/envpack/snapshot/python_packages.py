@@ -26,6 +26,7 @@ from envpack.snapshot.distributions import (
     read_distribution,
 )
 from envpack.snapshot.record import (
+    Sha256Many,
     entries_from_rows,
     resolve_record_path,
     rows_size,
@@ -179,11 +180,21 @@ def _component(
     }
     if ctx.options.verify:
         component["verify"] = (
-            verify_record(ctx.source, md.location, entries_from_rows(dist.record)).to_json()
+            verify_record(
+                ctx.source, md.location, entries_from_rows(dist.record), _sha256_many(ctx)
+            ).to_json()
             if dist.record is not None
             else None
         )
     return component
+
+
+def _sha256_many(ctx: CaptureContext) -> Sha256Many:
+    """The capture's hash cache, for ``--verify`` (imported only then: sqlite is not free)."""
+    from envpack.snapshot.hashcache import cache_for
+
+    cache = cache_for(ctx)
+    return lambda inners: cache.sha256_many(ctx.source, inners)
 
 
 def _relative_to_location(md: MetadataDir, paths: list[str]) -> list[str]:

@@ -14,6 +14,7 @@ import csv
 import hashlib
 import os
 import posixpath
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -169,49 +170,76 @@ def file_digest(fd: int, algorithm: str) -> tuple[str, int]:
             break
         size += len(chunk)
         hasher.update(chunk)
-    return base64.urlsafe_b64encode(hasher.digest()).rstrip(b"=").decode("ascii"), size
+    return _urlsafe(hasher.digest()), size
 
 
-def verify_record(source: Source, location: str, entries: list[RecordEntry]) -> VerifyResult:
+Sha256Many = Callable[[list[str]], Mapping[str, "str | SourceReadError"]]
+"""Hex sha256 of many files inside a source (the capture's hash cache)."""
+
+
+def verify_record(
+    source: Source,
+    location: str,
+    entries: list[RecordEntry],
+    sha256_many: Sha256Many | None = None,
+) -> VerifyResult:
     """Hash every file RECORD lists with a hash; list the modified and missing ones.
 
     Rows without a hash (RECORD itself, ``.pyc`` files) or with an algorithm this Python
-    does not know are skipped: they are not counted in ``checked``. A file whose size
-    differs from RECORD's is modified even before hashing. Paths are listed as written in
-    RECORD.
+    does not know are skipped: they are not counted in ``checked``. Paths are listed as
+    written in RECORD. ``sha256_many`` (the hash cache) answers the sha256 rows, nearly all
+    of them, so a second ``--verify`` rehashes only what changed; other algorithms, and
+    files it cannot read, are read here.
     """
     result = VerifyResult()
-    for entry in entries:
-        if entry.algorithm is None or entry.digest is None:
-            continue
-        if entry.algorithm not in hashlib.algorithms_available:
-            continue
-        inner = resolve_record_path(location, entry.path)
-        result.checked += 1
-        try:
-            fd, st = source.open_fd(inner)
-        except SourceReadError:
-            # A folder, FIFO or unreadable file where a file was installed counts as
-            # modified; a path that is not there at all is missing.
-            try:
-                gone = source.lstat(inner) is None
-            except SourceReadError:
-                gone = False
-            if gone:
-                result.missing.append(entry.path)
-            else:
-                result.modified.append(entry.path)
-            continue
-        try:
-            if entry.size is not None and st.st_size != entry.size:
-                result.modified.append(entry.path)
-                continue
-            digest, _ = file_digest(fd, entry.algorithm)
-        except OSError:
-            result.modified.append(entry.path)
-            continue
-        finally:
-            os.close(fd)
-        if digest != entry.digest.rstrip("="):
+    checked = [
+        (entry, resolve_record_path(location, entry.path), entry.algorithm, entry.digest)
+        for entry in entries
+        if entry.algorithm is not None
+        and entry.digest is not None
+        and entry.algorithm in hashlib.algorithms_available
+    ]
+    result.checked = len(checked)
+    known: Mapping[str, str | SourceReadError] = {}
+    if sha256_many is not None:
+        known = sha256_many([inner for _, inner, algorithm, _ in checked if algorithm == "sha256"])
+    for entry, inner, algorithm, expected in checked:
+        hexdigest = known.get(inner) if algorithm == "sha256" else None
+        if isinstance(hexdigest, str):
+            digest = _urlsafe(bytes.fromhex(hexdigest))
+            state = "ok" if digest == expected.rstrip("=") else "modified"
+        else:
+            state = _check_file(source, inner, algorithm, expected, entry.size)
+        if state == "missing":
+            result.missing.append(entry.path)
+        elif state == "modified":
             result.modified.append(entry.path)
     return result
+
+
+def _check_file(source: Source, inner: str, algorithm: str, digest: str, size: int | None) -> str:
+    """``ok``, ``modified`` or ``missing``, reading the file here."""
+    try:
+        fd, st = source.open_fd(inner)
+    except SourceReadError:
+        # A folder, FIFO or unreadable file where a file was installed counts as
+        # modified; a path that is not there at all is missing.
+        try:
+            gone = source.lstat(inner) is None
+        except SourceReadError:
+            gone = False
+        return "missing" if gone else "modified"
+    try:
+        if size is not None and st.st_size != size:
+            return "modified"
+        found, _ = file_digest(fd, algorithm)
+    except OSError:
+        return "modified"
+    finally:
+        os.close(fd)
+    return "ok" if found == digest.rstrip("=") else "modified"
+
+
+def _urlsafe(raw: bytes) -> str:
+    """RECORD's digest spelling: urlsafe base64 without padding."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
