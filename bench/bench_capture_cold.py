@@ -15,7 +15,6 @@ The virtualenv is bench_python_capture's (about 25 distributions, cached in benc
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -23,11 +22,10 @@ from pathlib import Path
 
 from benchlib import (
     child_env,
-    ensure_venv,
     envpack_command,
-    find_python311,
     interleaved,
     medians,
+    parse_venv_args,
     time_run,
 )
 
@@ -68,12 +66,7 @@ def _recorded_files(python: Path, env: dict[str, str]) -> tuple[list[str], list[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="runs of each side (min 3)")
-    parser.add_argument("--python", help="base CPython 3.11 for the venv")
-    args = parser.parse_args()
-    repeat = max(3, args.repeat)
-    python = ensure_venv(args.python or find_python311())
+    repeat, python = parse_venv_args(__doc__.splitlines()[0], repeat=5, minimum=3)
     env = child_env()
     paths, filled = _recorded_files(python, env)
     size = sum(os.path.getsize(p) for p in paths)

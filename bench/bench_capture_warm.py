@@ -13,17 +13,15 @@ The virtualenv is bench_python_capture's (about 25 distributions, cached in benc
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 
 from benchlib import (
     child_env,
-    ensure_venv,
     envpack_command,
-    find_python311,
     interleaved,
     medians,
+    parse_venv_args,
     time_run,
 )
 
@@ -31,12 +29,7 @@ GOAL = 1.0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=7, help="runs of each tool (min 3)")
-    parser.add_argument("--python", help="base CPython 3.11 for the venv")
-    args = parser.parse_args()
-    repeat = max(3, args.repeat)
-    python = ensure_venv(args.python or find_python311())
+    repeat, python = parse_venv_args(__doc__.splitlines()[0], repeat=7, minimum=3)
     env = child_env()
     with tempfile.TemporaryDirectory(prefix="envpack-bench-") as cache_home:
         env["XDG_CACHE_HOME"] = cache_home

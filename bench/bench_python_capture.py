@@ -15,17 +15,15 @@ Run: python3 bench/bench_python_capture.py [--repeat N] [--python /path/to/pytho
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 
 from benchlib import (
     child_env,
-    ensure_venv,
     envpack_command,
-    find_python311,
     interleaved,
     medians,
+    parse_venv_args,
     time_run,
 )
 
@@ -33,12 +31,7 @@ GOAL = 0.5
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=7, help="runs of each tool (min 5)")
-    parser.add_argument("--python", help="base CPython 3.11 for the venv")
-    args = parser.parse_args()
-    repeat = max(5, args.repeat)
-    python = ensure_venv(args.python or find_python311())
+    repeat, python = parse_venv_args(__doc__.splitlines()[0], repeat=7, minimum=5)
     env = child_env()
     envpack_cmd = [
         *envpack_command(), "capture", "--python", str(python),

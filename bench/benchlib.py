@@ -3,6 +3,7 @@ environment, timing runs and taking medians."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import shutil
@@ -22,6 +23,7 @@ __all__ = [
     "interleaved",
     "median_call",
     "medians",
+    "parse_venv_args",
     "time_run",
 ]
 
@@ -67,6 +69,17 @@ def ensure_venv(base_python: str) -> Path:
     )
     marker.write_text(wanted)
     return python
+
+
+def parse_venv_args(description: str, *, repeat: int, minimum: int) -> tuple[int, Path]:
+    """``--repeat`` and ``--python`` of a benchmark over the cached venv: (runs, its python)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--repeat", type=int, default=repeat, help=f"runs of each side (min {minimum})"
+    )
+    parser.add_argument("--python", help="base CPython 3.11 for the venv")
+    args = parser.parse_args()
+    return max(minimum, args.repeat), ensure_venv(args.python or find_python311())
 
 
 def envpack_command() -> list[str]:
