@@ -11,6 +11,7 @@ __all__ = [
     "ChangeKind",
     "DiffResult",
     "Drift",
+    "Placed",
     "Severity",
     "Verdict",
     "place",
@@ -20,6 +21,24 @@ __all__ = [
 def place(key: str, field: str | None) -> str:
     """``key``, or ``key.field`` when one field of the component differs."""
     return f"{key}.{field}" if field else key
+
+
+class Placed:
+    """Names for a change's place, for anything with ``section``, ``key`` and ``field``."""
+
+    section: str
+    key: str
+    field: str | None
+
+    @property
+    def label(self) -> str:
+        """``key`` or ``key.field``: where in its section, for reports."""
+        return place(self.key, self.field)
+
+    @property
+    def where(self) -> str:
+        """``section/key`` or ``section/key.field``, for reports."""
+        return f"{self.section}/{self.label}"
 
 
 class Severity(IntEnum):
@@ -58,7 +77,7 @@ class ChangeKind(str, Enum):
 
 
 @dataclass(frozen=True)
-class Change:
+class Change(Placed):
     """One difference between a baseline environment and another one."""
 
     section: str
@@ -78,16 +97,6 @@ class Change:
     disposition: str | None = None
     """``None`` normally; ``"expected"`` (a policy ``expected`` entry) or ``"accepted"``
     (listed in an ``--accepted`` file) when the policy lowered it to ``info``."""
-
-    @property
-    def label(self) -> str:
-        """``key`` or ``key.field``: where in its section, for reports."""
-        return place(self.key, self.field)
-
-    @property
-    def where(self) -> str:
-        """``section/key`` or ``section/key.field``, for reports."""
-        return f"{self.section}/{place(self.key, self.field)}"
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from envpack.diff.model import Change, ChangeKind, DiffResult, Severity, Verdict, place
+from envpack.diff.model import Change, ChangeKind, DiffResult, Placed, Severity, Verdict
 from envpack.manifest import SECTIONS
 
 __all__ = [
@@ -173,20 +173,12 @@ class Cell:
 
 
 @dataclass(frozen=True)
-class MatrixRow:
+class MatrixRow(Placed):
     section: str
     key: str
     field: str | None
     cells: dict[str, Cell]
     """Environment name → cell, for every environment of the result."""
-
-    @property
-    def label(self) -> str:
-        return place(self.key, self.field)
-
-    @property
-    def where(self) -> str:
-        return f"{self.section}/{place(self.key, self.field)}"
 
     @property
     def worst(self) -> Severity | None:
