@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,20 @@ def clean_env() -> Iterator[dict[str, str]]:
     env.setdefault("ENVPACK_REDACT_KEY", "envpack-test-key")
     env.pop("VIRTUAL_ENV", None)
     yield env
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    """A Docker SDK client of a running Docker Engine (``DOCKER_HOST``; ``.ci/run`` starts one).
+
+    Skips, with the reason, only where no engine answers: CI always starts one.
+    """
+    import docker
+
+    where = os.environ.get("DOCKER_HOST", "the default socket")
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as err:  # the SDK raises several unrelated types for "no engine"
+        pytest.skip(f"no Docker Engine answers at {where} ({err}); `.ci/services start` starts one")
+    return client
