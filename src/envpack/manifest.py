@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -28,6 +27,7 @@ from typing import Any, Union
 
 import orjson
 
+from envpack._inputfile import MANIFEST_LIMIT, read_bounded, read_stdin
 from envpack.errors import ManifestError
 
 __all__ = [
@@ -193,6 +193,8 @@ def loads(data: bytes | str, *, origin: str = "<manifest>") -> Manifest:
         ) from err
     except RecursionError as err:
         raise ManifestError(f"{origin}: not an envpack manifest (nested too deeply)") from err
+    except ValueError as err:  # an integer past Python's digit limit, say
+        raise ManifestError(f"{origin}: invalid JSON ({str(err).splitlines()[0]})") from err
     return _from_document(document, origin)
 
 
@@ -253,17 +255,16 @@ def _string_sharer() -> Callable[[dict[str, Any]], dict[str, Any]]:
 def load_manifest(path: str | Path) -> Manifest:
     """Read a manifest from a file, or from standard input when ``path`` is ``-``."""
     if str(path) == "-":
-        return loads(sys.stdin.buffer.read(), origin="<stdin>")
-    file = Path(path)
-    try:
-        data = file.read_bytes()
-    except FileNotFoundError as err:
-        raise ManifestError(f"{file}: no such file") from err
-    except IsADirectoryError as err:
-        raise ManifestError(f"{file}: is a folder, not a manifest file") from err
-    except OSError as err:
-        raise ManifestError(f"{file}: cannot read ({err.strerror})") from err
-    return loads(data, origin=str(file))
+        data = read_stdin(limit=MANIFEST_LIMIT, what="manifest", error=ManifestError)
+        return loads(data, origin="<stdin>")
+    data = read_bounded(
+        path,
+        limit=MANIFEST_LIMIT,
+        what="manifest file",
+        error=ManifestError,
+        missing="no such file",
+    )
+    return loads(data, origin=str(path))
 
 
 def _from_document(document: object, origin: str) -> Manifest:

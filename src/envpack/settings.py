@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envpack._inputfile import TEXT_LIMIT, read_bounded
 from envpack.errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -80,8 +81,6 @@ def load_settings(path: Path | None = None, *, search_from: Path | None = None) 
         if found is None:
             return Settings()
         path, data = found
-    elif not path.is_file():
-        raise UsageError(f"{path}: no such settings file")
     if data is None:
         data = _parse(path)
     if path.name == "pyproject.toml" or "tool" in data:
@@ -92,11 +91,18 @@ def load_settings(path: Path | None = None, *, search_from: Path | None = None) 
 
 
 def _parse(path: Path) -> dict[str, Any]:
+    raw = read_bounded(path, limit=TEXT_LIMIT, what="settings file", error=UsageError)
     try:
-        with path.open("rb") as stream:
-            data: dict[str, Any] = tomllib.load(stream)
-            return data
+        data: dict[str, Any] = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{path}: not a text file (not UTF-8)") from err
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"{path}: invalid TOML: {err}") from err
-    except OSError as err:
-        raise UsageError(f"{path}: cannot read ({err.strerror})") from err
+    except (RecursionError, ValueError) as err:  # nested too deeply; an integer too long
+        raise UsageError(f"{path}: invalid TOML ({_first_line(err)})") from err
+    return data
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).splitlines()[0] if str(err) else ""
+    return text or type(err).__name__

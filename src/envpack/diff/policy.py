@@ -39,6 +39,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from envpack._inputfile import MANIFEST_LIMIT, read_bounded
 from envpack._jsontext import indented_json
 from envpack.diff.model import Change, Drift, Severity
 from envpack.errors import DiffError, EnvpackError
@@ -231,12 +232,9 @@ def accepted_document(drifts: Iterable[Drift]) -> bytes:
 
 def load_accepted(path: Path) -> frozenset[str]:
     """Fingerprints from an ``--accept`` file; a :class:`DiffError` when it is not one."""
+    data = read_bounded(path, limit=MANIFEST_LIMIT, what="accepted-drift file", error=DiffError)
     try:
-        document = json.loads(path.read_bytes())
-    except FileNotFoundError as err:
-        raise DiffError(f"{path}: no such accepted-drift file") from err
-    except OSError as err:
-        raise DiffError(f"{path}: cannot read ({err.strerror})") from err
+        document = json.loads(data)
     except (ValueError, RecursionError) as err:
         raise DiffError(f"{path}: not an accepted-drift file (invalid JSON)") from err
     if not isinstance(document, dict) or not isinstance(document.get("envpack_accepted"), int):

@@ -30,6 +30,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from envpack._inputfile import TEXT_LIMIT, read_bounded
 from envpack.diff.compare import PRIMARY, primary_key
 from envpack.diff.model import Change, ChangeKind, Severity
 from envpack.errors import DiffError
@@ -105,14 +106,11 @@ def load_requirements(path: Path) -> Declared:
 
 
 def _read(path: Path) -> str:
+    data = read_bounded(path, limit=TEXT_LIMIT, what="requirements file", error=DiffError)
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise DiffError(f"{path}: no such requirements file") from err
+        return data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise DiffError(f"{path}: not a text file (not UTF-8)") from err
-    except OSError as err:
-        raise DiffError(f"{path}: cannot read ({err.strerror})") from err
 
 
 def _load_pyproject(path: Path) -> Declared:
@@ -120,6 +118,8 @@ def _load_pyproject(path: Path) -> Declared:
         data = tomllib.loads(_read(path))
     except tomllib.TOMLDecodeError as err:
         raise DiffError(f"{path}: invalid TOML: {err}") from err
+    except (RecursionError, ValueError) as err:  # nested too deeply; an integer too long
+        raise DiffError(f"{path}: invalid TOML ({str(err).splitlines()[0]})") from err
     project = data.get("project")
     if not isinstance(project, dict):
         raise DiffError(f"{path}: no [project] table to read dependencies from")
