@@ -42,7 +42,7 @@ def test_secret_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["PATH", "HOME", "PWD", "OLDPWD", "SSH_AUTH_SOCK", "XAUTHORITY", "LANG", "KEYBOARD", "MONKEY"],
+    ["PATH", "HOME", "PWD", "OLDPWD", "SSH_AUTH_SOCK", "XAUTHORITY", "LANG", "KEYBOARD", "XDG_SESSION_TYPE"],
 )
 def test_not_secret_names(name: str) -> None:
     assert not is_secret_name(name)

@@ -53,8 +53,18 @@ err_console = cast("Console", _LazyConsole())
 
 
 def _fail(message: str) -> NoReturn:
-    err_console.print(f"envpack: error: {message}", markup=False)
+    from envpack.redact import mask
+
+    # A message may quote a line of the user's input (a requirement with a token in its
+    # index URL): the one error line goes through the redaction policy too.
+    err_console.print(f"envpack: error: {mask(message)}", markup=False)
     raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _masked(err: BaseException) -> str:
+    from envpack.redact import mask
+
+    return mask(str(err))
 
 
 def _version_callback(value: bool) -> None:
@@ -320,7 +330,7 @@ def main() -> None:
         if os.environ.get("ENVPACK_DEBUG"):
             raise
         err_console.print(
-            f"envpack: internal error: {type(err).__name__}: {err} "
+            f"envpack: internal error: {type(err).__name__}: {_masked(err)} "
             "(set ENVPACK_DEBUG=1 for the traceback, and please report it)",
             markup=False,
         )

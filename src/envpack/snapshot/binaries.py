@@ -229,4 +229,5 @@ def _add_versions(ctx: CaptureContext, components: dict[str, dict[str, Any]]) ->
     with ThreadPoolExecutor(max_workers=_VERSION_WORKERS) as pool:
         versions = list(pool.map(lambda k: _version(components[k]["path"]), keys))
     for key, version in zip(keys, versions):
-        components[key]["version"] = version
+        # A tool's output is captured text like any other: a wrapper may print its config.
+        components[key]["version"] = None if version is None else ctx.redactor.text(version)

@@ -8,9 +8,16 @@ the ``[capture]`` table of envpack.toml add more; globs match inside the source.
 Each entry records what the file *is* (type, size, mode, owner, SHA-256) and, for the
 formats :mod:`config_parsers` knows, its flattened keys so a diff can name the key that
 changed. FIFOs, sockets and device nodes are recorded by type and never opened, so a
-hostile tree cannot make a capture hang. A file holding secrets gets keyed fingerprints
-for those values and a keyed fingerprint instead of its plain SHA-256 (a plain hash of a
-small file with a weak password in it could be brute-forced).
+hostile tree cannot make a capture hang.
+
+Secrets follow the one redaction policy (:mod:`envpack.redact`): keys and values pass
+through :meth:`~envpack.redact.Redactor.flat_keys`; credentials files (``.netrc``,
+``.git-credentials``, ``.npmrc``, ``.pypirc``, Docker's ``config.json``, gitconfig …) are
+read by :mod:`secret_formats`, not split at the first ``:``. A file holding a secret —
+found inside, or a name that says so (``db_password``, ``id_ed25519``, ``tls.key``,
+``cert.p12``) — records ``sha256: null`` and a keyed ``fingerprint`` instead (a plain hash
+of a small file with a short PIN in it could be brute-forced); a secret file by name is not
+parsed at all (``format: "secret"``, no keys).
 """
 
 from __future__ import annotations
@@ -21,11 +28,10 @@ import os
 import posixpath
 import pwd
 import stat
-from typing import Any
 
 from envpack.errors import UsageError
 from envpack.manifest import Component
-from envpack.redact import is_secret_name
+from envpack.redact import is_secret_file
 from envpack.settings import load_settings
 from envpack.snapshot.config_parsers import (
     PARSERS,
@@ -34,6 +40,7 @@ from envpack.snapshot.config_parsers import (
     parse_pem,
 )
 from envpack.snapshot.context import CaptureContext
+from envpack.snapshot.secret_formats import SECRET_PARSERS, secret_format
 from envpack.snapshot.source import (
     NotRegularFile,
     Source,
@@ -76,16 +83,23 @@ _FILE_VARIABLES = (
     "PIP_CONFIG_FILE",
 )
 # Formats whose content can carry secrets as plain key values.
-_KEYED_FORMATS = frozenset({"ini", "json", "yaml", "toml", "env", "keyvalue"})
+_KEYED_FORMATS = frozenset(
+    {
+        "ini",
+        "json",
+        "yaml",
+        "toml",
+        "env",
+        "keyvalue",
+        "netrc",
+        "git-credentials",
+        "npmrc",
+        "pgpass",
+    }
+)
 # System files whose keys are database names, addresses or resolver keywords, never
 # secrets: nsswitch.conf's "passwd:" line names a database, it holds no password.
 _NO_SECRET_KEYS = frozenset({"nsswitch.conf", "hosts", "resolv.conf", "gai.conf", "host.conf"})
-# A redacted value that is only a reference (a path, a $variable) reveals nothing by the
-# file's plain hash, so it does not make the file secret: openssl.cnf's private_key = path.
-_REFERENCE = ("/", "$", "~", "./", "../")
-# A list of {name: X, value: Y} pairs (container env, Helm values): Y is secret when X is.
-_VALUE_FIELDS = frozenset({"value", "val"})
-_NAME_FIELDS = ("name", "key")
 
 
 def probe(ctx: CaptureContext) -> None:
@@ -269,8 +283,17 @@ def _content(ctx: CaptureContext, inner: str, component: Component) -> None:
     except SourceReadError as err:
         ctx.issue(SECTION, inner, f"cannot read: {err}")
         return
-    fmt = detect_format(inner, data[:8192])
+    if is_secret_file(inner) and not data.lstrip().startswith(b"-----BEGIN"):
+        # Its name says the whole file is a secret: nothing of it but a keyed fingerprint.
+        # (A PEM file is judged by its blocks below: a certificate is public.)
+        component["format"] = "secret"
+        component["keys"] = {}
+        component["sha256"] = None
+        component["fingerprint"] = ctx.redactor.fingerprint(digest)
+        return
+    fmt = secret_format(inner) or detect_format(inner, data[:8192])
     component["format"] = fmt
+    parser = SECRET_PARSERS.get(fmt) or PARSERS.get(fmt)
     keys: dict[str, str] = {}
     secret = False
     if size > PARSE_LIMIT:
@@ -278,16 +301,16 @@ def _content(ctx: CaptureContext, inner: str, component: Component) -> None:
         secret = fmt in _KEYED_FORMATS
     elif fmt == "pem":
         secret = _pem(ctx, inner, data, component)
-    elif fmt in PARSERS:
+    elif parser is not None:
         text = data.decode("utf-8", "replace")
         try:
-            parsed = PARSERS[fmt](text)
+            parsed = parser(text)
         except ConfigParseError as err:
             ctx.issue(SECTION, inner, f"{err}; keys not recorded")
             secret = fmt in _KEYED_FORMATS  # it may hold secrets we could not find
         else:
             exempt = inner.rsplit("/", 1)[-1] in _NO_SECRET_KEYS
-            keys, secret = (dict(sorted(parsed.items())), False) if exempt else _redact(ctx, parsed)
+            keys, secret = ctx.redactor.flat_keys(parsed, names_count=not exempt)
     component["keys"] = keys
     if secret:
         component["sha256"] = None
@@ -327,39 +350,3 @@ def _pem(ctx: CaptureContext, inner: str, data: bytes, component: Component) -> 
     if facts.other:
         component["other_blocks"] = facts.other
     return facts.private_keys > 0
-
-
-def _last_name(key: str) -> str:
-    """The last non-index part of a flat key: ``db.passwords.0`` → ``passwords``."""
-    for part in reversed(key.split(".")):
-        if part and not part.isdigit():
-            return part
-    return key
-
-
-def _named_secret(key: str, parsed: dict[str, Any]) -> bool:
-    """``env.1.value`` whose sibling ``env.1.name`` is ``DB_PASSWORD`` (Kubernetes style)."""
-    prefix, _, last = key.rpartition(".")
-    if last not in _VALUE_FIELDS:
-        return False
-    for field in _NAME_FIELDS:
-        name = parsed.get(f"{prefix}.{field}" if prefix else field)
-        if isinstance(name, str) and is_secret_name(name):
-            return True
-    return False
-
-
-def _redact(ctx: CaptureContext, parsed: dict[str, Any]) -> tuple[dict[str, str], bool]:
-    """Secret-looking keys get a keyed fingerprint; passwords in URLs are hidden."""
-    out: dict[str, str] = {}
-    secret = False
-    for key in sorted(parsed):
-        value = str(parsed[key])
-        if is_secret_name(_last_name(key)) or _named_secret(key, parsed):
-            out[key] = ctx.redactor.fingerprint(value)
-            secret = secret or (value != "" and not value.startswith(_REFERENCE))
-        else:
-            cleaned = ctx.redactor.redact_urls(value)
-            secret = secret or cleaned != value
-            out[key] = cleaned
-    return out, secret

@@ -10,7 +10,6 @@ Every parser raises :class:`ConfigParseError` with a one-line reason on malforme
 
 from __future__ import annotations
 
-import ast
 import base64
 import binascii
 import configparser
@@ -55,6 +54,9 @@ _TEXT_VALUE_MAX = 256
 # Top-level keys of an INI file that has no [section] header before them (openssl.cnf).
 _TOP_SECTION = "\x00top"
 _SECTION_HEADER = re.compile(r"\[\s*(?P<header>[^\]]+?)\s*\]")
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
 class ConfigParseError(ValueError):
@@ -120,6 +122,9 @@ def parse_yaml(text: str) -> dict[str, str]:
         where = getattr(err, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
         problem = getattr(err, "problem", None) or type(err).__name__
+        # PyYAML quotes the offending text ("found undefined alias 'x'"): drop the quotes'
+        # content, which may be a secret, and keep the kind of problem.
+        problem = _QUOTED.sub("…", problem)
         raise ConfigParseError(f"invalid YAML: {problem}{line}") from err
     if len(documents) == 1:
         return flatten(documents[0])
@@ -147,11 +152,11 @@ def parse_ini(text: str) -> dict[str, str]:
             parser = _new_parser()
             parser.read_string(f"[{_TOP_SECTION}]\n{text}")
     except configparser.ParsingError as err:
-        lineno, line = err.errors[0]
-        raise ConfigParseError(f"invalid INI: line {lineno}: {_unrepr(line)[:80]}") from err
+        # The line itself is never quoted: it may hold a secret, and issues travel.
+        lineno = err.errors[0][0]
+        raise ConfigParseError(f"invalid INI: line {lineno}: not a [section] or key line") from err
     except configparser.Error as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigParseError(f"invalid INI: {first}") from err
+        raise ConfigParseError(f"invalid INI: {type(err).__name__}") from err
     out: dict[str, str] = {}
     for section in parser.sections():
         items = parser.items(section, raw=True)
@@ -161,15 +166,6 @@ def parse_ini(text: str) -> dict[str, str]:
             name = key if section == _TOP_SECTION else f"{section}.{key}"
             out[name] = "" if value is None else value
     return out
-
-
-def _unrepr(text: str) -> str:
-    """configparser stores the bad line as its repr(); show the line itself."""
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text.strip()
-    return str(value).strip()
 
 
 def _new_parser() -> configparser.ConfigParser:

@@ -94,8 +94,12 @@ class CaptureContext:
         _close_all(self._shared)
 
     def issue(self, probe: str, path: str, reason: str) -> None:
-        """Record something that could not be read, and carry on."""
-        self.issues.append(Issue(probe, path, reason))
+        """Record something that could not be read, and carry on.
+
+        A reason may quote what was read (a bad line, a tool's message): it goes through
+        the redaction policy like any captured value, and so does the path.
+        """
+        self.issues.append(Issue(probe, self.redactor.text(path), self.redactor.text(reason)))
 
     def wants(self, section: str) -> bool:
         return self.options.only is None or section in self.options.only

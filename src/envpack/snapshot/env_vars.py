@@ -10,19 +10,15 @@ Section ``env``; key: the variable name; component ``{"value": str, "redacted": 
 ``--env-allow`` / ``--env-deny`` are case-sensitive ``fnmatch`` globs: with an allow list
 only matching names are kept; a name matching a deny pattern is dropped even if allowed.
 
-What is hidden (the value is never written, only ``hmac-sha256:…`` of it):
-- the whole value of a secret-looking name (``GITHUB_TOKEN``, ``DB_PASSWORD``);
-- the password of every ``scheme://user:password@host`` in any value, and of a bare
-  ``user:password@host`` (``RSYNC_PROXY``);
-- the word after ``password``/``passwd``/``secret``/``token`` keywords inside a value, as
-  in a netrc line (``machine h login u password X``) or a libpq string (``password=X``);
-- tokens whose shape alone says what they are (GitHub, GitLab, Slack, AWS access keys).
+Values go through the one redaction policy (:class:`envpack.redact.Redactor`): the whole
+value of a secret-looking name (``GITHUB_TOKEN``, ``MYSQL_PWD``) becomes ``hmac-sha256:…``;
+any other value keeps its shape with each secret inside it (URL passwords, bare
+``user:password@host``, ``password=…``, tokens of a known shape …) fingerprinted.
 ``ENVPACK_REDACT_KEY`` itself is never recorded, not even as a fingerprint.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
 
@@ -37,26 +33,6 @@ __all__ = ["ENVIRONMENT_FILE", "env_section", "keep_name", "probe", "redact_valu
 SECTION = "env"
 ENVIRONMENT_FILE = "/etc/environment"
 _NEVER_RECORDED = frozenset({"ENVPACK_REDACT_KEY"})
-
-# "password X", "password=X", "passwd: X" … inside a value; group "secret" is hidden.
-_KEYWORD_SECRET = re.compile(
-    r"(?i)(?P<head>\b(?:password|passwd|passphrase|secret|token)(?:\s*[=:]\s*|\s+))"
-    # A quoted secret may hold spaces; an unquoted one runs to whitespace, never stopping
-    # at a character a password may contain (";", ",", "&").
-    r"(?P<secret>'[^']*'|\"[^\"]*\"|\S+)"
-)
-# "user:password@host" without a scheme (RSYNC_PROXY, some client settings): no "://" for
-# Redactor.redact_urls to find. The password runs to the last "@" before whitespace, like
-# a URL's; braces are excluded so a fingerprint is never hidden again.
-_BARE_USERINFO = re.compile(
-    r"(?<![\w/:{}.-])(?!(?:mailto|sips?|xmpp):)(?P<head>[A-Za-z0-9._%+-]+:)"
-    r"(?P<secret>[^\s{}]+)(?=@[A-Za-z0-9.\-\[][^\s@]*(?:\s|$))"
-)
-# Tokens recognisable by their prefix, whatever variable they sit in.
-_SHAPED_TOKEN = re.compile(
-    r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_\-]{20,}"
-    r"|xox[abprs]-[A-Za-z0-9\-]{10,}|(?:AKIA|ASIA)[0-9A-Z]{16})\b"
-)
 
 
 def probe(ctx: CaptureContext) -> None:
@@ -104,20 +80,7 @@ def env_section(
 
 def redact_value(redactor: Redactor, name: str, value: str) -> tuple[str, bool]:
     """The value to record for variable ``name`` and whether anything was hidden."""
-    recorded, redacted = redactor.value(name, value)
-    if redacted and recorded == redactor.fingerprint(value):
-        return recorded, True  # the whole value is hidden: nothing more to look for
-
-    def keyword(match: re.Match[str]) -> str:
-        return f"{match['head']}{{{redactor.fingerprint(match['secret'])}}}"
-
-    def shaped(match: re.Match[str]) -> str:
-        return f"{{{redactor.fingerprint(match.group(0))}}}"
-
-    cleaned = _KEYWORD_SECRET.sub(keyword, recorded)
-    cleaned = _BARE_USERINFO.sub(keyword, cleaned)
-    cleaned = _SHAPED_TOKEN.sub(shaped, cleaned)
-    return cleaned, redacted or cleaned != recorded
+    return redactor.value(name, value)
 
 
 def _printable(text: str) -> str:

@@ -17,8 +17,8 @@ Keys and what each component holds:
 - ``hosts``: ``entries``, sorted ``"ip name name"`` lines of /etc/hosts.
 - ``nsswitch``: ``hosts``, the hosts line of /etc/nsswitch.conf.
 - ``proxy``: ``env.<NAME>`` (HTTP_PROXY, HTTPS_PROXY, NO_PROXY, ALL_PROXY, either case,
-  and PIP_PROXY), ``pip.<file>.<section>.proxy`` and ``apt.<Acquire::…::Proxy>``; URL
-  passwords replaced by fingerprints.
+  and PIP_PROXY), ``pip.<file>.<section>.proxy`` and ``apt.<Acquire::…::Proxy>``; secrets
+  hidden by the same policy as the env section (one secret, one fingerprint, anywhere).
 - ``listen:tcp:<addr>:<port>`` / ``listen:udp:…``: ``protocol``, ``address``, ``port``,
   ``processes`` (names, where visible). IPv6 addresses are bracketed. Established
   connections and connected UDP sockets change by the second and are left out.
@@ -175,7 +175,8 @@ def _proxy(ctx: CaptureContext) -> Component:
     for name, value in ctx.source.environ.items():
         upper = name.upper()
         if upper in _PROXY_VARIABLES or upper == "PIP_PROXY":
-            out[f"env.{name}"] = redactor.redact_urls(value)
+            # The same policy as the env section, so what env hides is hidden here too.
+            out[f"env.{name}"] = redactor.value(name, value)[0]
     for inner in pip_config_files(ctx.source):
         text = _read(ctx, inner)
         if text is None:
@@ -187,7 +188,7 @@ def _proxy(ctx: CaptureContext) -> Component:
             continue
         for key, value in keys.items():
             if key.rsplit(".", 1)[-1] == "proxy":
-                out[f"pip.{inner}.{key}"] = redactor.redact_urls(value)
+                out[f"pip.{inner}.{key}"] = redactor.value(key, value)[0]
     for inner in _apt_files(ctx):
         text = _read(ctx, inner)
         if text is None:
@@ -200,7 +201,7 @@ def _proxy(ctx: CaptureContext) -> Component:
         for key, value in keys.items():
             parts = key.lower().split("::")
             if len(parts) >= 3 and parts[0] == "acquire" and parts[2] == "proxy":
-                out[f"apt.{key}"] = redactor.redact_urls(value)
+                out[f"apt.{key}"] = redactor.value(key, value)[0]
     return dict(sorted(out.items()))
 
 

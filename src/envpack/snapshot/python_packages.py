@@ -209,13 +209,13 @@ def _relative_to_location(md: MetadataDir, paths: list[str]) -> list[str]:
 
 
 def _redacted(ctx: CaptureContext, value: Any) -> Any:
-    """A direct_url object with every URL's password replaced by a fingerprint."""
+    """A direct_url object with every secret (URL password, token) fingerprinted."""
     if isinstance(value, dict):
         return {k: _redacted(ctx, v) for k, v in value.items()}
     if isinstance(value, list):
         return [_redacted(ctx, v) for v in value]
     if isinstance(value, str):
-        return ctx.redactor.redact_urls(value)
+        return ctx.redactor.text(value)
     return value
 
 
