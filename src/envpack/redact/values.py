@@ -64,19 +64,24 @@ def _keep(match: re.Match[str], text: str) -> bool:
             and any(c.islower() for c in value)
             and any(c.isdigit() for c in value)
         )
+    if groups.get("nss") is not None:  # nsswitch.conf's "passwd: files" names databases
+        return match["secret"].lower() not in _NSS_SOURCES
     if groups.get("bare_token") is not None:  # https://TOKEN@host: a long random user
         value = groups["bare_token"]
         return any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
     return True
 
 
+_NSS_SOURCES = frozenset({"files", "compat", "systemd", "sss", "ldap", "nis", "db", "winbind"})
 # Query parameters whose name is not secret-looking but whose value is (Azure SAS "sig").
 _SECRET_PARAMS = frozenset({"sig", "code", "x-amz-credential", "x-goog-credential"})
 
 # Userinfo passwords run to the LAST "@" before whitespace: real passwords hold unescaped
 # "/" and "@", and stopping at the first one would leave the rest in clear. Every run is
 # bounded and starts where the previous character cannot continue it: linear time.
-_SCHEME = r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{0,30}://"
+# The scheme may be cut off ("https: //u:pw@h" split at its first ":" by a generic
+# reader): a "//" that no other "/" or ":" precedes starts a URL too.
+_SCHEME = r"(?:(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{0,30}:|(?<![/:]))//"
 _URL_PASSWORD = _SCHEME + r"[^/\s:@{}]{0,256}:(?P<secret>[^\s{}]{1,512})@"
 # scheme://TOKEN@host: no password, the user name is the token (GitHub, GitLab clones).
 _URL_TOKEN_USER = _SCHEME + r"(?P<secret>(?P<bare_token>[A-Za-z0-9_\-.~]{20,256}))@"
@@ -107,11 +112,17 @@ _VALUE = (
     r"|(?:(?!;\s*[A-Za-z][\w ]{0,40}=)[^\s\"'])+)"
 )
 _KEYWORD = (
-    r"(?i)(?<![A-Za-z0-9])[\"']?[A-Za-z0-9_\-]{0,40}?" + _WORDS + r"[\"']?\s*[=:]\s*" + _VALUE
+    r"(?i)(?<![A-Za-z0-9])[\"']?(?:(?P<nss>passwd)|[A-Za-z0-9_\-]{0,40}?" + _WORDS + r")"
+    r"[\"']?\s*[=:]\s*" + _VALUE
 )
 # netrc's "password X" and "machine h login u password X": only the unambiguous words,
 # since "pass" or "token" followed by a space is ordinary prose.
-_KEYWORD_SPACED = r"(?i)(?<![A-Za-z0-9_\-])(?:password|passwd|passphrase)\s+(?![=:])" + _VALUE
+# In prose ("the password must be…") the word is not followed by one; so the spaced form
+# counts at the start of a line or after netrc's "login NAME".
+_KEYWORD_SPACED = (
+    r"(?im)(?:^[ \t]*|\blogin[ \t]+[^\s{}]{1,256}[ \t]+)"
+    r"(?:password|passwd|passphrase)[ \t]+(?![=:])" + _VALUE
+)
 _SHAPED = (
     r"(?<![A-Za-z0-9_\-])(?P<secret>"
     r"gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}"
@@ -122,7 +133,7 @@ _SHAPED = (
     r"|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"
     r"|pypi-AgE[A-Za-z0-9_\-]{50,}"
     r"|(?:sk|rk)_live_[A-Za-z0-9]{20,}"
-    r"|AIza[0-9A-Za-z_\-]{35}"
+    r"|AIza[0-9A-Za-z_\-]{35}|whsec_[A-Za-z0-9]{24,}"
     r")(?![A-Za-z0-9_\-])"
 )
 # An AWS secret access key: exactly 40 base64 characters, mixed case and digits (see
@@ -139,8 +150,8 @@ _PEM_PRIVATE = (
 
 DETECTORS: tuple[Detector, ...] = (
     Detector("pem-private-key", re.compile(_PEM_PRIVATE), ("-----BEGIN",)),
-    Detector("url-password", re.compile(_URL_PASSWORD), ("://",)),
-    Detector("url-token-user", re.compile(_URL_TOKEN_USER), ("://",)),
+    Detector("url-password", re.compile(_URL_PASSWORD), ("//",)),
+    Detector("url-token-user", re.compile(_URL_TOKEN_USER), ("//",)),
     Detector("bare-userinfo", re.compile(_BARE_USERINFO), ("@",)),
     Detector("query-secret", re.compile(_QUERY_PARAM), ("=",)),
     Detector("authorization", re.compile(_AUTH_HEADER), ("uthorization", "UTHORIZATION")),

@@ -283,15 +283,17 @@ def _content(ctx: CaptureContext, inner: str, component: Component) -> None:
     except SourceReadError as err:
         ctx.issue(SECTION, inner, f"cannot read: {err}")
         return
-    if is_secret_file(inner) and not data.lstrip().startswith(b"-----BEGIN"):
+    known = secret_format(inner)
+    if known is None and is_secret_file(inner) and not data.lstrip().startswith(b"-----BEGIN"):
         # Its name says the whole file is a secret: nothing of it but a keyed fingerprint.
-        # (A PEM file is judged by its blocks below: a certificate is public.)
+        # (A PEM file is judged by its blocks below, a certificate being public; a
+        # credentials format we parse keeps its non-secret keys.)
         component["format"] = "secret"
         component["keys"] = {}
         component["sha256"] = None
         component["fingerprint"] = ctx.redactor.fingerprint(digest)
         return
-    fmt = secret_format(inner) or detect_format(inner, data[:8192])
+    fmt = known or detect_format(inner, data[:8192])
     component["format"] = fmt
     parser = SECRET_PARSERS.get(fmt) or PARSERS.get(fmt)
     keys: dict[str, str] = {}
