@@ -179,3 +179,32 @@ def test_credentials_files_keep_facts_and_hide_secrets(
     copy.parent.mkdir()
     shutil.copy(TREE / inner.lstrip("/"), copy)
     assert not any(secret in json.dumps(_describe(tmp_path, "/etc/copy.txt")) for secret in SECRETS)
+
+
+def test_free_text_holding_a_secret_records_no_plain_digest(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    notes = tmp_path / "etc" / "notes"
+    notes.write_text("deploy notes\nlogin with password Zq9short\nthen restart\n")
+    plain = tmp_path / "etc" / "motd"
+    plain.write_text("welcome\nbe nice\n")
+    assert _describe(tmp_path, "/etc/notes")["sha256"] is None
+    assert (
+        _describe(tmp_path, "/etc/motd")["sha256"]
+        == hashlib.sha256(b"welcome\nbe nice\n").hexdigest()
+    )
+
+
+def test_a_pem_file_with_a_broken_block_and_a_private_key_stays_secret(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    pem = tmp_path / "etc" / "bundle.pem"
+    pem.write_text(
+        "-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n"
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIB\n-----END PRIVATE KEY-----\n"
+    )
+    ctx = CaptureContext(
+        source=Source.rootfs(tmp_path), options=CaptureOptions(), redactor=REDACTOR
+    )
+    component = describe(ctx, "/etc/bundle.pem")
+    assert component is not None
+    assert component["sha256"] is None
+    assert "MC4CAQAwBQYDK2VwBCIEIB" not in json.dumps(component)

@@ -113,11 +113,24 @@ class Redactor:
                 out[shown_key] = self.fingerprint(value)
                 secret = secret or (value != "" and not value.startswith(_REFERENCE))
             else:
-                cleaned = self.text(value)
+                cleaned = self._after(key, value)
                 out[shown_key] = cleaned
                 secret = secret or cleaned != value
             secret = secret or shown_key != key
         return out, secret
+
+    def _after(self, key: str, value: str) -> str:
+        """``value`` cleaned as it reads after its key: a reader that split ``login with
+        password X`` into ``login`` and ``with password X`` must not hide the context."""
+        if len(value) > SCAN_LIMIT:
+            return self.text(value)
+        offset = len(key) + 1
+        spans = [
+            (max(start - offset, 0), end - offset)
+            for start, end in secret_spans(f"{key} {value}")
+            if end > offset
+        ]
+        return _replace(value, spans, None, self) if spans else value
 
 
 def _named_secret(key: str, parsed: Mapping[str, str]) -> bool:

@@ -18,7 +18,7 @@ hidden whole by the caller instead of scanned.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from envpack.redact.names import is_secret_name
@@ -34,17 +34,15 @@ _ALREADY_HIDDEN = re.compile(r"\{hmac-sha256:[0-9a-f]+\}|\{redacted\}")
 
 @dataclass(frozen=True)
 class Detector:
-    """One kind of secret: its name (used in tests and figures) and its pattern."""
+    """One kind of secret: its name (used in tests and figures), its pattern, and a gate."""
 
     name: str
     pattern: re.Pattern[str]
-    needs: tuple[str, ...] = ()
-    """Substrings one of which must be in the text for the pattern to have a chance
-    (a cheap filter: most values hold none of them)."""
+    gate: Callable[[str, str], bool]
+    """A cheap test, on the text and its lower-case form, that any text holding this
+    secret passes: most values (paths, versions) pass none, and no pattern runs."""
 
     def spans(self, text: str) -> Iterator[tuple[int, int]]:
-        if self.needs and not any(needle in text for needle in self.needs):
-            return
         for match in self.pattern.finditer(text):
             start, end = match.span("secret")
             if end > start and _keep(match, text):
@@ -64,7 +62,8 @@ def _keep(match: re.Match[str], text: str) -> bool:
             and any(c.islower() for c in value)
             and any(c.isdigit() for c in value)
         )
-    if groups.get("nss") is not None:  # nsswitch.conf's "passwd: files" names databases
+    word = groups.get("word")
+    if word is not None and word.lower() == "passwd":  # nsswitch's "passwd: files" line
         return match["secret"].lower() not in _NSS_SOURCES
     if groups.get("bare_token") is not None:  # https://TOKEN@host: a long random user
         value = groups["bare_token"]
@@ -104,17 +103,17 @@ _BEARER = r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9\-._~+/]{8,}=*)"
 # at the ";" that starts the next "Key=" of a connection string, at the closing quote when
 # quoted, else at whitespace.
 _WORDS = (
-    r"(?:password|passwd|passphrase|pwd|pass|secret|token|api[_\-]?key|access[_\-]?key"
-    r"|private[_\-]?key|client[_\-]?secret|auth)"
+    r"password|passwd|passphrase|pwd|pass|secret|token|api[_\-]?key|access[_\-]?key"
+    r"|private[_\-]?key|client[_\-]?secret|auth"
 )
 _VALUE = (
     r"(?P<secret>'[^']*'|\"[^\"]*\"|\{[^{}\s]*\}"
     r"|(?:(?!;\s*[A-Za-z][\w ]{0,40}=)[^\s\"'])+)"
 )
-_KEYWORD = (
-    r"(?i)(?<![A-Za-z0-9])[\"']?(?:(?P<nss>passwd)|[A-Za-z0-9_\-]{0,40}?" + _WORDS + r")"
-    r"[\"']?\s*[=:]\s*" + _VALUE
-)
+# Only the end of the key is matched (DB_PASSWORD=, aws_secret_access_key=, _authToken=):
+# what comes before the secret word changes nothing, and not matching it keeps the search
+# a plain scan for the words.
+_KEYWORD = r"(?i)(?P<word>" + _WORDS + r")[\"']?\s*[=:]\s*" + _VALUE
 # netrc's "password X" and "machine h login u password X": only the unambiguous words,
 # since "pass" or "token" followed by a space is ordinary prose.
 # In prose ("the password must be…") the word is not followed by one; so the spaced form
@@ -148,18 +147,34 @@ _PEM_PRIVATE = (
     r"(?P<secret>(?:(?!-----END )[\s\S])*)(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----)?"
 )
 
+_SHAPED_GATE = re.compile(
+    r"gh[pousr]_|github_pat_|gl[a-z]{2,4}-|npm_|A[BKS]IA|ACCA|xox|eyJ|pypi-|_live_|AIza|whsec_"
+)
+_BASE64_40 = re.compile(r"[A-Za-z0-9/+]{40}")
+
+
+def _has(needle: str, other: str = "") -> Callable[[str, str], bool]:
+    if other:
+        return lambda _, lower: needle in lower or other in lower
+    return lambda _, lower: needle in lower
+
+
 DETECTORS: tuple[Detector, ...] = (
-    Detector("pem-private-key", re.compile(_PEM_PRIVATE), ("-----BEGIN",)),
-    Detector("url-password", re.compile(_URL_PASSWORD), ("//",)),
-    Detector("url-token-user", re.compile(_URL_TOKEN_USER), ("//",)),
-    Detector("bare-userinfo", re.compile(_BARE_USERINFO), ("@",)),
-    Detector("query-secret", re.compile(_QUERY_PARAM), ("=",)),
-    Detector("authorization", re.compile(_AUTH_HEADER), ("uthorization", "UTHORIZATION")),
-    Detector("bearer", re.compile(_BEARER), ("earer", "EARER")),
-    Detector("keyword", re.compile(_KEYWORD), ("=", ":")),
-    Detector("keyword-spaced", re.compile(_KEYWORD_SPACED)),
-    Detector("shaped-token", re.compile(_SHAPED)),
-    Detector("aws-secret-key", re.compile(_AWS_KEY40)),
+    Detector("pem-private-key", re.compile(_PEM_PRIVATE), _has("-----begin")),
+    Detector("url-password", re.compile(_URL_PASSWORD), _has("//")),
+    Detector("url-token-user", re.compile(_URL_TOKEN_USER), _has("//")),
+    Detector("bare-userinfo", re.compile(_BARE_USERINFO), _has("@")),
+    Detector("query-secret", re.compile(_QUERY_PARAM), _has("=")),
+    Detector("authorization", re.compile(_AUTH_HEADER), _has("authorization")),
+    Detector("bearer", re.compile(_BEARER), _has("bearer")),
+    Detector("keyword", re.compile(_KEYWORD), _has("=", ":")),
+    Detector("keyword-spaced", re.compile(_KEYWORD_SPACED), _has("pass")),
+    Detector("shaped-token", re.compile(_SHAPED), lambda t, _: bool(_SHAPED_GATE.search(t))),
+    Detector(
+        "aws-secret-key",
+        re.compile(_AWS_KEY40),
+        lambda t, _: len(t) >= 40 and bool(_BASE64_40.search(t)),
+    ),
 )
 
 
@@ -167,7 +182,8 @@ def secret_spans(text: str) -> list[tuple[int, int]]:
     """The ``(start, end)`` spans of ``text`` to hide, sorted and merged."""
     hidden = [m.span() for m in _ALREADY_HIDDEN.finditer(text)] if "{" in text else []
     found: list[tuple[int, int]] = []
-    for detector in DETECTORS:
+    lower = text.lower()
+    for detector in (d for d in DETECTORS if d.gate(text, lower)):
         for start, end in detector.spans(text):
             if not any(h_start <= start and end <= h_end for h_start, h_end in hidden):
                 found.append((start, end))

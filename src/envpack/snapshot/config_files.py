@@ -31,7 +31,8 @@ import stat
 
 from envpack.errors import UsageError
 from envpack.manifest import Component
-from envpack.redact import is_secret_file
+from envpack.redact import is_secret_file, secret_spans
+from envpack.redact.values import SCAN_LIMIT
 from envpack.settings import load_settings
 from envpack.snapshot.config_parsers import (
     PARSERS,
@@ -313,6 +314,10 @@ def _content(ctx: CaptureContext, inner: str, component: Component) -> None:
         else:
             exempt = inner.rsplit("/", 1)[-1] in _NO_SECRET_KEYS
             keys, secret = ctx.redactor.flat_keys(parsed, names_count=not exempt)
+            if fmt == "text" and not keys and len(text) <= SCAN_LIMIT:
+                # Free text records no keys, but its plain hash would still let a short
+                # secret inside it be guessed: a detected secret makes the file secret.
+                secret = bool(secret_spans(text))
     component["keys"] = keys
     if secret:
         component["sha256"] = None
@@ -344,7 +349,8 @@ def _pem(ctx: CaptureContext, inner: str, data: bytes, component: Component) -> 
         facts = parse_pem(data)
     except ConfigParseError as err:
         ctx.issue(SECTION, inner, str(err))
-        return False
+        # Unreadable blocks: a private key among them still makes the file secret.
+        return b"PRIVATE KEY-----" in data
     component["certificates"] = len(facts.certificates)
     component["certificate_sha256"] = facts.certificates
     if facts.private_keys:
