@@ -437,6 +437,24 @@ def test_direct_url_passwords_are_redacted(tmp_path: Path) -> None:
     assert component["editable"] is False
 
 
+def test_requires_dist_urls_are_redacted(tmp_path: Path) -> None:
+    token = "ghp_" + "Zq9mN4vR7x" * 3 + "ab12cd"
+    site = tmp_path / "site-packages"
+    folder = site / "app-1.0.dist-info"
+    folder.mkdir(parents=True)
+    (folder / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: app\nVersion: 1.0\n"
+        f"Requires-Dist: lib @ https://{token}@github.com/org/lib/archive/v1.zip\n"
+        "Requires-Dist: requests (>=2.31)\n\n"
+    )
+    ctx = _context([str(site)])
+    python_packages.probe(ctx)
+    requires = ctx.sections["python_packages"]["app"]["requires"]
+    assert token not in json.dumps(requires)
+    assert requires[0].startswith("lib @ https://{hmac-sha256:")
+    assert "requests" in requires[1] and ">=2.31" in requires[1]
+
+
 def test_corrupt_direct_url_is_an_issue_not_a_crash(tmp_path: Path) -> None:
     site = tmp_path / "site-packages"
     _dist_info(site, "app", "1.0", direct_url_json="{not json", RECORD="app.py,,\n")

@@ -93,6 +93,8 @@ def test_pgpass_fields_and_escaped_colons() -> None:
         ("/home/u/.config/git/config", "ini"),
         ("/srv/app/.git/config", "ini"),
         ("/home/u/.docker/config.json", "json"),
+        ("/etc/apt/auth.conf", "netrc"),
+        ("/etc/apt/auth.conf.d/corp.conf", "netrc"),
         ("/etc/hosts", None),
         ("/etc/app/config.json", None),
     ],

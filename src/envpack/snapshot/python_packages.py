@@ -169,7 +169,8 @@ def _component(
         "metadata_dir": md.name,
         "kind": md.kind,
         "installer": dist.installer,
-        "requires": dist.requires,
+        # A Requires-Dist may name a URL with a token in it ("pkg @ https://tok@host/…").
+        "requires": [ctx.redactor.text(line) for line in dist.requires],
         "requires_python": dist.requires_python,
         "direct_url": direct_url,
         "editable": editable,

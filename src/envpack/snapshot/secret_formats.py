@@ -45,6 +45,8 @@ _BY_NAME = {
     "gitconfig": "ini",
     ".env": "env",
 }
+# apt's credentials (apt_auth.conf(5)) are netrc lines.
+_APT_AUTH = re.compile(r"^/etc/apt/auth\.conf(?:\.d/[^/]+)?$")
 # git's own config files (~/.config/git/config, a repository's .git/config).
 _GIT_CONFIG = re.compile(r"(?:^|/)(?:\.git|git)/config$")
 _DOCKER_CONFIG = re.compile(r"(?:^|/)\.docker/config\.json$")
@@ -55,6 +57,8 @@ def secret_format(path: str) -> str | None:
     name = path.rsplit("/", 1)[-1]
     if name in _BY_NAME:
         return _BY_NAME[name]
+    if _APT_AUTH.match(path):
+        return "netrc"
     if _GIT_CONFIG.search(path):
         return "ini"
     if _DOCKER_CONFIG.search(path):
