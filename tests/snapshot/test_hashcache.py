@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ from envpack.snapshot import hashcache
 from envpack.snapshot.capture import capture
 from envpack.snapshot.context import CaptureOptions
 from envpack.snapshot.hashcache import HashCache
-from envpack.snapshot.source import NotRegularFile, Source
+from envpack.snapshot.source import NotRegularFile, Source, SourceReadError
+from realenv import run_envpack
 
 
 def _files(folder: Path, count: int, size: int = 3000) -> list[str]:
@@ -227,3 +230,37 @@ def test_a_cache_closed_from_its_own_hashing_thread_does_not_join_itself(
     assert pool is not None
     pool.submit(cache.close).result(timeout=60)  # raised "cannot join current thread"
     assert cache._pool is None and not cache.enabled
+
+
+def test_a_100_gb_sparse_file_on_path_is_recorded_unhashed(tmp_path: Path) -> None:
+    """Through the real CLI, live: the file is a binary with an issue, not minutes of zeros."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    huge = folder / "huge-tool"
+    with huge.open("wb") as stream:
+        stream.truncate(100 * 1024**3)
+    huge.chmod(0o755)
+    out = tmp_path / "m.json"
+    env = {**os.environ, "PATH": str(folder)}
+    started = time.monotonic()
+    result = run_envpack(
+        "capture", "--only", "binaries", "--no-cache", "-q", "-o", str(out), env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 30
+    manifest = json.loads(out.read_text())
+    component = manifest["binaries"]["huge-tool"]
+    assert (component["size"], component["sha256"]) == (100 * 1024**3, None)
+    assert {
+        "probe": "binaries",
+        "path": str(huge),
+        "reason": hashcache.too_big_to_hash(str(huge), 100 * 1024**3),
+    } in manifest["issues"]
+
+
+def test_hash_limit_refuses_before_reading(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    with big.open("wb") as stream:
+        stream.truncate(hashcache.HASH_LIMIT + 1)
+    with pytest.raises(SourceReadError, match="hashing limit: not hashed"):
+        HashCache(tmp_path / "cache").sha256(Source.live(), str(big))

@@ -41,6 +41,7 @@ from envpack.snapshot.config_parsers import (
     parse_pem,
 )
 from envpack.snapshot.context import CaptureContext
+from envpack.snapshot.hashcache import HASH_LIMIT, too_big_to_hash
 from envpack.snapshot.secret_formats import SECRET_PARSERS, secret_format
 from envpack.snapshot.source import (
     NotRegularFile,
@@ -328,7 +329,10 @@ def _content(ctx: CaptureContext, inner: str, component: Component) -> None:
 
 def _read(source: Source, inner: str) -> tuple[bytes, str, int]:
     """The first ``PARSE_LIMIT + 1`` bytes, the SHA-256 of the whole file and its size."""
-    fd, _ = source.open_fd(inner)
+    fd, st = source.open_fd(inner)
+    if st.st_size > HASH_LIMIT:
+        os.close(fd)
+        raise SourceReadError(too_big_to_hash(inner, st.st_size))
     hasher = hashlib.sha256()
     kept = bytearray()
     size = 0

@@ -20,6 +20,7 @@ Anything that is not ELF returns ``None`` after a short read; a damaged ELF rais
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import json
 import os
@@ -68,9 +69,16 @@ _PHDR_FORMATS = {
     (32, True): struct.Struct("<IIIIIIII"),
     (32, False): struct.Struct(">IIIIIIII"),
 }
+# Bounds on what one file can make the reader do (documented in the README): a hostile
+# header can claim 65,535 entries of 65,535 bytes each, or point past the end of the file.
+MAX_PROGRAM_HEADERS = 1024
+"""Real programs have about a dozen; more is recorded as a damaged file."""
+_MAX_ENTRY_SIZE = 1024  # bytes per program/section header entry (real: 32 to 64)
+_MAX_SECTION_HEADERS = 4096  # read only to find a build-id note; past this: no build-id
 _MAX_DYN_ENTRIES = 4096  # real objects have < 100; a bigger count is a damaged file
-_MAX_NOTES_BYTES = 1 << 20
+_MAX_NOTES_BYTES = 1 << 20  # over all note segments of one file
 _MAX_STRING = 64 * 1024
+_MAX_DYNAMIC_STRINGS = 256 * 1024  # DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH together
 
 
 class ElfError(SourceReadError):
@@ -162,7 +170,18 @@ def _structs(little_endian: bool, elfclass: int, machine: str | None) -> ELFStru
 def _pread(fd: int, size: int, offset: int) -> bytes:
     if size < 0 or offset < 0:
         raise ElfError("negative offset or size")
-    return os.pread(fd, size, offset)
+    if size > 65536:
+        # pread allocates the size asked for before reading: never more than the file holds.
+        end = os.fstat(fd).st_size
+        if offset > end:
+            raise ElfError("an offset past the end of the file")
+        size = min(size, end - offset)
+    try:
+        return os.pread(fd, size, offset)
+    except OSError as err:
+        if err.errno == errno.EINVAL:  # an offset past what the kernel takes (2**63)
+            raise ElfError("an offset out of range") from err
+        raise
 
 
 def is_elf(head: bytes) -> bool:
@@ -191,10 +210,19 @@ def parse_elf_fd(fd: int, name: str = "") -> ElfInfo | None:
     if not is_elf(head):
         return None
     try:
+        if len(head) < 16:
+            raise ElfError("truncated identification bytes")
         return _parse(fd, head)
     except ElfError as err:
         raise ElfError(f"{name}: damaged ELF file ({err})") from err
-    except (_PyElfError, ConstructError, struct.error, ValueError, OverflowError) as err:
+    except (
+        _PyElfError,
+        ConstructError,
+        struct.error,
+        ValueError,
+        OverflowError,
+        IndexError,
+    ) as err:
         raise ElfError(f"{name}: damaged ELF file ({type(err).__name__})") from err
     except OSError as err:
         raise SourceReadError(f"{name}: {err.strerror}") from err
@@ -215,8 +243,10 @@ def _parse(fd: int, head: bytes) -> ElfInfo:
     phentsize, phnum, shentsize, shnum = fields[8], fields[9], fields[10], fields[11]
     machine_name = _MACHINE_NAMES.get(e_machine, f"EM_{e_machine}")
     phdr_format = _PHDR_FORMATS[(elfclass, little)]
-    if phnum and phentsize < phdr_format.size:
+    if phnum and not phdr_format.size <= phentsize <= _MAX_ENTRY_SIZE:
         raise ElfError("bad program header size")
+    if phnum > MAX_PROGRAM_HEADERS:
+        raise ElfError(f"{phnum} program headers, more than {MAX_PROGRAM_HEADERS}")
     table = _pread(fd, phnum * phentsize, phoff)
     if len(table) < phnum * phentsize:
         raise ElfError("truncated program headers")
@@ -269,7 +299,7 @@ def _note_sections(
     """(offset, size, align) of the SHT_NOTE sections, read with pyelftools' Elf_Shdr."""
     shoff, shentsize, shnum = table_at
     shdr_size = structs.Elf_Shdr.sizeof()
-    if shentsize < shdr_size or shnum > 65535:
+    if not shdr_size <= shentsize <= _MAX_ENTRY_SIZE or shnum > _MAX_SECTION_HEADERS:
         return []
     table = _pread(fd, shnum * shentsize, shoff)
     found = []
@@ -324,9 +354,19 @@ def _dynamic(
     # (a big library's table holds every symbol name: megabytes, for a few wanted strings).
     blob = _pread(fd, strsz, strtab) if strsz is not None and strsz <= 8 * 1024 else None
 
+    left = _MAX_DYNAMIC_STRINGS
+
     def string(index: int) -> str:
+        nonlocal left
         if strsz is not None and index >= strsz:
             raise ElfError("string index past DT_STRSZ")
+        raw = raw_string(index)
+        left -= len(raw)
+        if left < 0:
+            raise ElfError(f"dynamic strings longer than {_MAX_DYNAMIC_STRINGS} bytes")
+        return raw.decode("utf-8", "surrogateescape")
+
+    def raw_string(index: int) -> bytes:
         if blob is not None:
             end = blob.find(b"\0", index)
             raw = blob[index:] if end < 0 else blob[index:end]
@@ -339,7 +379,7 @@ def _dynamic(
                     raw += chunk if end < 0 else chunk[:end]
                     break
                 raw += chunk
-        return raw.decode("utf-8", "surrogateescape")
+        return raw
 
     needed = [string(v) for t, v in entries if t == _DT_NEEDED]
     soname = next((string(v) for t, v in entries if t == _DT_SONAME), None)
@@ -357,8 +397,12 @@ def _vaddr_to_offset(vaddr: int, loads: list[tuple[int, int, int]]) -> int | Non
 
 def _build_id(fd: int, notes: list[tuple[int, int, int]], little: bool) -> str | None:
     fmt = "<III" if little else ">III"
+    budget = _MAX_NOTES_BYTES
     for offset, size, align in notes:
-        data = _pread(fd, min(size, _MAX_NOTES_BYTES), offset)
+        if budget <= 0:
+            break
+        data = _pread(fd, min(size, budget), offset)
+        budget -= len(data)
         # Note entries are padded to 4 bytes, or to 8 in an 8-aligned PT_NOTE (gABI).
         pad = 8 if align == 8 else 4
         pos = 0

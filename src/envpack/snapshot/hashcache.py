@@ -40,6 +40,7 @@ from envpack.snapshot.context import CaptureContext
 from envpack.snapshot.source import Source, SourceReadError
 
 __all__ = [
+    "HASH_LIMIT",
     "HashBatch",
     "HashCache",
     "HashStats",
@@ -48,9 +49,13 @@ __all__ = [
     "recording",
     "stat_key",
     "stats",
+    "too_big_to_hash",
 ]
 
 _BLOCK = 1 << 20
+HASH_LIMIT = 4 * 1024**3
+"""Largest file hashed (4 GiB, ~3 s): past it the file is recorded unhashed, with an
+issue, so a 100 GB sparse file on PATH cannot hold a capture for minutes."""
 _DB_NAME = "hashes.sqlite3"
 _BUSY_TIMEOUT_MS = 15_000
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -122,6 +127,9 @@ def hash_file(
     hands over, so the file is not opened twice; it is closed here.
     """
     fd, before = opened if opened is not None else source.open_fd(inner)
+    if before.st_size > HASH_LIMIT:
+        os.close(fd)
+        raise SourceReadError(too_big_to_hash(inner, before.st_size))
     try:
         hexdigest, size = _digest_fd(fd)
         after = os.fstat(fd)
@@ -137,6 +145,13 @@ def hash_file(
     key = _key(after)
     # Changed while we read it: the hash is of no known version, so do not cache it.
     return hexdigest, key if key == _key(before) else (-1, -1, -1, -1, -1)
+
+
+def too_big_to_hash(inner: str, size: int) -> str:
+    """The issue of a file past :data:`HASH_LIMIT`."""
+    return (
+        f"{inner}: {size} bytes, larger than the {HASH_LIMIT >> 30} GiB hashing limit: not hashed"
+    )
 
 
 _HASH_THREADS: set[int] = set()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from envpack.snapshot.hashcache import HASH_LIMIT
 from envpack.snapshot.source import Source, SourceReadError
 
 __all__ = [
@@ -231,6 +232,8 @@ def _check_file(source: Source, inner: str, algorithm: str, digest: str, size: i
         return "missing" if gone else "modified"
     try:
         if size is not None and st.st_size != size:
+            return "modified"
+        if st.st_size > HASH_LIMIT:  # no wheel installs such a file; hashing it would take minutes
             return "modified"
         found, _ = file_digest(fd, algorithm)
     except OSError:
