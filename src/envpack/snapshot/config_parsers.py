@@ -14,11 +14,12 @@ import base64
 import binascii
 import configparser
 import datetime as _dt
+import functools
 import hashlib
 import json
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,9 @@ else:  # pragma: no cover - exercised on 3.9/3.10 only
 
 __all__ = [
     "FORMATS",
+    "MAX_DEPTH",
+    "MAX_FLAT_CHARS",
+    "MAX_KEYS",
     "PARSERS",
     "ConfigParseError",
     "PemFacts",
@@ -43,6 +47,7 @@ __all__ = [
     "parse_text",
     "parse_toml",
     "parse_yaml",
+    "pem_blocks",
 ]
 
 FORMATS = ("ini", "json", "yaml", "toml", "env", "keyvalue", "pem", "binary", "text")
@@ -53,14 +58,44 @@ _SNIFF_BYTES = 8192
 _TEXT_VALUE_MAX = 256
 # Top-level keys of an INI file that has no [section] header before them (openssl.cnf).
 _TOP_SECTION = "\x00top"
-_SECTION_HEADER = re.compile(r"\[\s*(?P<header>[^\]]+?)\s*\]")
+# The header starts and ends with a non-blank, so blanks around it match one way only.
+_SECTION_HEADER = re.compile(r"\[\s*(?P<header>[^\]\s](?:[^\]]*[^\]\s])?)\s*\]")
+
+
+MAX_DEPTH = 64
+"""Deepest nesting flattened into keys; a deeper file is recorded without keys, with an issue."""
+MAX_KEYS = 10_000
+"""Most keys kept from one file; past it the file is recorded without keys, with an issue."""
+MAX_FLAT_CHARS = 8 * 1024 * 1024
+"""Most characters of keys and values from one file (YAML aliases can repeat a big value)."""
 
 
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
 class ConfigParseError(ValueError):
-    """The file is not valid in the format it was read as."""
+    """The file is not valid in the format it was read as, or is past a limit above."""
+
+
+class _Budget:
+    """Counts the keys and characters one file yields; raises past :data:`MAX_KEYS` or
+    :data:`MAX_FLAT_CHARS`, so a YAML alias bomb stops after a bounded amount of work."""
+
+    def __init__(self) -> None:
+        self.keys = 0
+        self.chars = 0
+
+    def take(self, key: str, value: str) -> None:
+        self.keys += 1
+        self.chars += len(key) + len(value)
+        if self.keys > MAX_KEYS:
+            raise ConfigParseError(f"more than {MAX_KEYS} keys")
+        self.check_chars(self.chars)
+
+    @staticmethod
+    def check_chars(count: int) -> None:
+        if count > MAX_FLAT_CHARS:
+            raise ConfigParseError(f"keys and values longer than {MAX_FLAT_CHARS >> 20} MiB")
 
 
 # -- flattening ----------------------------------------------------------------------------
@@ -81,24 +116,42 @@ def _scalar(value: Any) -> str:
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, str]:
-    """Nested dicts and lists as ``a.b.0.c -> "value"``; an empty container keeps its key."""
-    out: dict[str, str] = {}
+    """Nested dicts and lists as ``a.b.0.c -> "value"``; an empty container keeps its key.
 
-    def walk(item: Any, path: str) -> None:
+    Raises :class:`ConfigParseError` past :data:`MAX_DEPTH`, :data:`MAX_KEYS` or
+    :data:`MAX_FLAT_CHARS` (a YAML alias bomb, a self-referencing YAML list) and for an
+    integer too long for Python to spell in decimal.
+    """
+    out: dict[str, str] = {}
+    budget = _Budget()
+
+    def put(path: str, text: str) -> None:
+        out[path] = text
+        budget.take(path, text)
+
+    def walk(item: Any, path: str, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise ConfigParseError(f"nested deeper than {MAX_DEPTH} levels")
+        budget.check_chars(len(path))
         if isinstance(item, dict):
             if not item and path:
-                out[path] = "{}"
+                put(path, "{}")
             for key, sub in item.items():
-                walk(sub, f"{path}.{key}" if path else str(key))
+                walk(sub, f"{path}.{key}" if path else str(key), depth + 1)
         elif isinstance(item, (list, tuple)):
             if not item and path:
-                out[path] = "[]"
+                put(path, "[]")
             for index, sub in enumerate(item):
-                walk(sub, f"{path}.{index}" if path else str(index))
+                walk(sub, f"{path}.{index}" if path else str(index), depth + 1)
         else:
-            out[path] = _scalar(item)
+            put(path, _scalar(item))
 
-    walk(value, prefix)
+    try:
+        walk(value, prefix, 0)
+    except ValueError as err:  # str() of an int past 4300 digits (a YAML hex literal, a key)
+        if isinstance(err, ConfigParseError):
+            raise
+        raise ConfigParseError("an integer too long to record") from err
     return out
 
 
@@ -107,9 +160,44 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
 
 def parse_json(text: str) -> dict[str, str]:
     try:
-        return flatten(json.loads(text))
+        document = json.loads(text)
     except json.JSONDecodeError as err:
         raise ConfigParseError(f"invalid JSON: {err.msg} at line {err.lineno}") from err
+    except RecursionError as err:
+        raise ConfigParseError(f"invalid JSON: nested deeper than {MAX_DEPTH} levels") from err
+    except ValueError as err:  # a number past Python's 4300-digit limit
+        raise ConfigParseError("invalid JSON: an integer too long to read") from err
+    return flatten(document)
+
+
+_MAX_YAML_NODES = 3 * MAX_KEYS
+"""PyYAML's pure-Python loader takes ~0.1 ms a node (a 4 MB file of 250,000 keys: over a
+minute); past this many nodes the file is refused before the rest is even scanned."""
+
+
+@functools.lru_cache(maxsize=1)
+def _bounded_loader() -> type[Any]:
+    """``SafeLoader`` (same tags, same types) that stops after :data:`_MAX_YAML_NODES`."""
+    import yaml
+
+    class BoundedSafeLoader(yaml.SafeLoader):
+        nodes = 0
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self.nodes += 1  # the parser runs lazily, so this bounds the scanning too
+            if self.nodes > _MAX_YAML_NODES:
+                raise ConfigParseError(f"more than {_MAX_YAML_NODES} YAML nodes")
+            # Deeper than flatten() keeps: stop now, not at the recursion limit (~4 s).
+            if self.depth > MAX_DEPTH:
+                raise ConfigParseError(f"nested deeper than {MAX_DEPTH} levels")
+            self.depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    return BoundedSafeLoader
 
 
 def parse_yaml(text: str) -> dict[str, str]:
@@ -117,7 +205,13 @@ def parse_yaml(text: str) -> dict[str, str]:
     import yaml  # 12 ms to import; most captures have no YAML file
 
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        documents = [doc for doc in yaml.load_all(text, _bounded_loader()) if doc is not None]
+    except ConfigParseError:
+        raise
+    except RecursionError as err:
+        raise ConfigParseError(f"invalid YAML: nested deeper than {MAX_DEPTH} levels") from err
+    except ValueError as err:  # an integer past Python's 4300-digit limit
+        raise ConfigParseError("invalid YAML: an integer too long to read") from err
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
@@ -133,9 +227,14 @@ def parse_yaml(text: str) -> dict[str, str]:
 
 def parse_toml(text: str) -> dict[str, str]:
     try:
-        return flatten(tomllib.loads(text))
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigParseError(f"invalid TOML: {err}") from err
+    except RecursionError as err:
+        raise ConfigParseError(f"invalid TOML: nested deeper than {MAX_DEPTH} levels") from err
+    except ValueError as err:  # an integer past Python's 4300-digit limit
+        raise ConfigParseError("invalid TOML: an integer too long to read") from err
+    return flatten(document)
 
 
 def parse_ini(text: str) -> dict[str, str]:
@@ -158,19 +257,35 @@ def parse_ini(text: str) -> dict[str, str]:
     except configparser.Error as err:
         raise ConfigParseError(f"invalid INI: {type(err).__name__}") from err
     out: dict[str, str] = {}
+    budget = _Budget()  # a long [section] name is repeated in each of its keys
     for section in parser.sections():
         items = parser.items(section, raw=True)
         if not items and section != _TOP_SECTION:
             out[section] = "{}"  # an empty section still exists; flatten() does the same
+            budget.take(section, "{}")
         for key, value in items:
             name = key if section == _TOP_SECTION else f"{section}.{key}"
             out[name] = "" if value is None else value
+            budget.take(name, out[name])
     return out
+
+
+class _LinearParser(configparser.ConfigParser):
+    r"""configparser with line patterns that cannot backtrack.
+
+    Its own option pattern (``(?P<option>.*?)\s*…``) and a lazy section pattern take
+    cubic time on a line of spaces: 40 s for one 20,000-character line. Each pattern here
+    has one way to match any line. The option keeps its trailing blanks, which
+    configparser strips. (With the default delimiters configparser takes ``OPTCRE_NV``
+    from the class.)
+    """
+
+    OPTCRE_NV = re.compile(r"(?P<option>[^=:]*)(?:(?P<vi>[=:])\s*(?P<value>.*))?$")
 
 
 def _new_parser() -> configparser.ConfigParser:
     """A reader that changes nothing: no interpolation, no inline comments, key case kept."""
-    parser = configparser.ConfigParser(
+    parser = _LinearParser(
         interpolation=None,
         strict=False,
         allow_no_value=True,
@@ -187,6 +302,7 @@ def _new_parser() -> configparser.ConfigParser:
 # -- line formats --------------------------------------------------------------------------
 
 _ENV_LINE = re.compile(r"^(?:export\s+)?(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)\s*=\s*(?P<rest>.*)$")
+_ENV_COMMENT = re.compile(r"(?<=\s)#")
 _DOUBLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
 
 
@@ -216,7 +332,8 @@ def parse_env(text: str) -> dict[str, str]:
                 raise ConfigParseError(f"invalid .env line {index}: unterminated ' quote")
             value = rest[1:end]
         else:
-            value = re.split(r"\s+#", rest, maxsplit=1)[0].strip()
+            comment = _ENV_COMMENT.search(rest)  # not re.split(r"\s+#"): quadratic on blanks
+            value = (rest if comment is None else rest[: comment.start()]).strip()
         out[match["key"]] = value
     return out
 
@@ -275,7 +392,44 @@ def parse_text(text: str) -> dict[str, str]:
 
 # -- apt.conf ------------------------------------------------------------------------------
 
-_APT_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{};]|[^\s{};"]+')
+# A quoted string may run to the end of the text unclosed: a pattern that had to find the
+# closing quote would rescan the rest of the file from every quote.
+_APT_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[{};]|[^\s{};"]+')
+
+
+def _unquote(word: str) -> str:
+    if not word.startswith('"'):
+        return word
+    return word[1:-1] if len(word) > 1 and word.endswith('"') else word[1:]
+
+
+def _without_block_comments(text: str) -> str:
+    """``/* … */`` removed in one pass (an unclosed one runs to the end of the text)."""
+    parts: list[str] = []
+    pos = 0
+    while (start := text.find("/*", pos)) >= 0:
+        parts.append(text[pos:start])
+        end = text.find("*/", start + 2)
+        if end < 0:
+            pos = len(text)
+            break
+        parts.append(" ")
+        pos = end + 2
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+def _without_line_comment(line: str) -> str:
+    """The line up to the first ``//`` outside double quotes (an even number follow it)."""
+    total = line.count('"')
+    seen = 0
+    pos = 0
+    while (at := line.find("//", pos)) >= 0:
+        seen += line.count('"', pos, at)
+        if (total - seen) % 2 == 0:
+            return line[:at]
+        pos = at + 1
+    return line
 
 
 def parse_apt_conf(text: str) -> dict[str, str]:
@@ -284,13 +438,13 @@ def parse_apt_conf(text: str) -> dict[str, str]:
     Comments (``//``, ``#`` at line start, ``/* */``) are dropped; ``#include`` and
     ``#clear`` directives are ignored, since they only matter to apt itself.
     """
-    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = _without_block_comments(text)
     kept = []
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith("#"):
             continue
-        kept.append(re.sub(r'//(?=(?:[^"]*"[^"]*")*[^"]*$).*', "", line))
+        kept.append(_without_line_comment(line))
     tokens = _APT_TOKEN.findall("\n".join(kept))
     out: dict[str, str] = {}
     scope: list[str] = []
@@ -310,7 +464,7 @@ def parse_apt_conf(text: str) -> dict[str, str]:
                 out[name] = pending[-1]
             pending = []
         else:
-            pending.append(word[1:-1] if word.startswith('"') else word)
+            pending.append(_unquote(word))
     if scope:
         raise ConfigParseError("invalid apt.conf: unclosed '{'")
     return out
@@ -318,9 +472,10 @@ def parse_apt_conf(text: str) -> dict[str, str]:
 
 # -- PEM -----------------------------------------------------------------------------------
 
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN (?P<label>[A-Z0-9 ]+)-----\s*(?P<body>.*?)-----END (?P=label)-----", re.S
-)
+_PEM_BEGIN = b"-----BEGIN "
+_PEM_DASHES = b"-----"
+_PEM_LABEL = re.compile(rb"[A-Z0-9 ]+")
+_PEM_LABEL_MAX = 64  # RFC 7468 labels are a few words ("ENCRYPTED PRIVATE KEY")
 _CERT_LABELS = (b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CERTIFICATE")
 
 
@@ -341,21 +496,50 @@ def parse_pem(data: bytes) -> PemFacts:
     certificates: list[str] = []
     other: list[str] = []
     private_keys = 0
-    for match in _PEM_BLOCK.finditer(data):
-        label = match["label"]
+    for label, armored in pem_blocks(data):
         if b"PRIVATE KEY" in label:
             private_keys += 1
             continue
         if label not in _CERT_LABELS:
             other.append(label.decode("ascii"))
             continue
-        body = b"".join(match["body"].split())
+        body = b"".join(armored.split())
         try:
             der = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError) as err:
             raise ConfigParseError("invalid PEM: a certificate block is not base64") from err
         certificates.append(hashlib.sha256(der).hexdigest())
     return PemFacts(sorted(certificates), private_keys, sorted(other))
+
+
+def pem_blocks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """``(label, body)`` of each ``-----BEGIN L----- … -----END L-----`` block, in order.
+
+    One pass, every search starting where the last one stopped: a bundle of a million
+    ``BEGIN`` lines with no ``END`` costs what reading it does. (The regex this replaces
+    searched to the end of the file from each ``BEGIN``: 8 s for 100 KB, hours for 4 MB.)
+    A body never holds five dashes, so the first ``-----`` after a ``BEGIN`` line is its
+    ``END`` line or the sign that the block is broken; a broken block is skipped.
+    """
+    pos = 0
+    while (begin := data.find(_PEM_BEGIN, pos)) >= 0:
+        label_at = begin + len(_PEM_BEGIN)
+        label_end = data.find(_PEM_DASHES, label_at, label_at + _PEM_LABEL_MAX + 1)
+        if label_end < 0:
+            pos = label_at
+            continue
+        label = data[label_at:label_end]
+        body_at = label_end + len(_PEM_DASHES)
+        end = data.find(_PEM_DASHES, body_at)
+        if end < 0:
+            return
+        pos = end
+        if not _PEM_LABEL.fullmatch(label):
+            continue
+        end_line = b"-----END " + label + _PEM_DASHES
+        if data.startswith(end_line, end):
+            yield label, data[body_at:end]
+            pos = end + len(end_line)
 
 
 # -- choosing a format ---------------------------------------------------------------------
@@ -387,7 +571,7 @@ _BY_NAME = {
     "ca-bundle.crt": "pem",
     "cert.pem": "pem",
 }
-_SECTION_LINE = re.compile(rb"^\s*\[[^\]\n]+\]\s*$", re.M)
+_SECTION_LINE = re.compile(rb"^[ \t]*\[[^\]\n]+\][ \t]*$", re.M)
 _KEYVALUE_LINE = re.compile(rb"^\s*[A-Za-z0-9_.\-:]+\s*[=:\s]\s*\S", re.M)
 
 
@@ -413,7 +597,7 @@ def _sniff(head: bytes) -> str:
     if stripped[:1] in (b"{", b"["):
         try:
             json.loads(head.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             pass
         else:
             return "json"
@@ -424,7 +608,8 @@ def _sniff(head: bytes) -> str:
     ]
     if lines and re.match(rb"^\s*export\s+\w+=", lines[0]):
         return "env"
-    if lines and all(_KEYVALUE_LINE.match(line) for line in lines):
+    # The first 256 bytes of a line decide: the pattern backtracks over long runs of blanks.
+    if lines and all(_KEYVALUE_LINE.match(line[:256]) for line in lines):
         return "keyvalue"
     return "text"
 
