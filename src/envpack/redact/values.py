@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 from envpack.redact.names import is_secret_name
 
@@ -37,10 +38,16 @@ class Detector:
     """One kind of secret: its name (used in tests and figures), its pattern, and a gate."""
 
     name: str
-    pattern: re.Pattern[str]
+    source: str
+    """The regular expression, compiled on first use: a capture whose values never open
+    a detector's gate does not pay for compiling it."""
     gate: Callable[[str, str], bool]
     """A cheap test, on the text and its lower-case form, that any text holding this
     secret passes: most values (paths, versions) pass none, and no pattern runs."""
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile(self.source)
 
     def spans(self, text: str) -> Iterator[tuple[int, int]]:
         for match in self.pattern.finditer(text):
@@ -160,19 +167,19 @@ def _has(needle: str, other: str = "") -> Callable[[str, str], bool]:
 
 
 DETECTORS: tuple[Detector, ...] = (
-    Detector("pem-private-key", re.compile(_PEM_PRIVATE), _has("-----begin")),
-    Detector("url-password", re.compile(_URL_PASSWORD), _has("//")),
-    Detector("url-token-user", re.compile(_URL_TOKEN_USER), _has("//")),
-    Detector("bare-userinfo", re.compile(_BARE_USERINFO), _has("@")),
-    Detector("query-secret", re.compile(_QUERY_PARAM), _has("=")),
-    Detector("authorization", re.compile(_AUTH_HEADER), _has("authorization")),
-    Detector("bearer", re.compile(_BEARER), _has("bearer")),
-    Detector("keyword", re.compile(_KEYWORD), _has("=", ":")),
-    Detector("keyword-spaced", re.compile(_KEYWORD_SPACED), _has("pass")),
-    Detector("shaped-token", re.compile(_SHAPED), lambda t, _: bool(_SHAPED_GATE.search(t))),
+    Detector("pem-private-key", _PEM_PRIVATE, _has("-----begin")),
+    Detector("url-password", _URL_PASSWORD, _has("//")),
+    Detector("url-token-user", _URL_TOKEN_USER, _has("//")),
+    Detector("bare-userinfo", _BARE_USERINFO, _has("@")),
+    Detector("query-secret", _QUERY_PARAM, _has("=")),
+    Detector("authorization", _AUTH_HEADER, _has("authorization")),
+    Detector("bearer", _BEARER, _has("bearer")),
+    Detector("keyword", _KEYWORD, _has("=", ":")),
+    Detector("keyword-spaced", _KEYWORD_SPACED, _has("pass")),
+    Detector("shaped-token", _SHAPED, lambda t, _: bool(_SHAPED_GATE.search(t))),
     Detector(
         "aws-secret-key",
-        re.compile(_AWS_KEY40),
+        _AWS_KEY40,
         lambda t, _: len(t) >= 40 and bool(_BASE64_40.search(t)),
     ),
 )
