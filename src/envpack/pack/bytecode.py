@@ -1,0 +1,217 @@
+"""``.pyc`` files for every shipped ``.py``, valid for the image's interpreter, deterministic.
+
+The image's own interpreter compiles them (the captured one on a live host; for a
+``--root`` capture a host interpreter of the same X.Y, else none), in a few worker
+processes that each take a batch of files, so a container never compiles at start and
+runs with ``--read-only``:
+
+- 3.7+: unchecked-hash pycs (PEP 552): the header holds a hash of the source, which the
+  interpreter never re-checks, so clamped source times do not matter;
+- 3.3 to 3.6: the classic header with the *clamped* mtime and the source size;
+- 2.7: a ``foo.pyc`` beside ``foo.py`` whose header holds the clamped mtime.
+
+A source that does not compile for that version (Python 2 code in a Python 3 package) is
+skipped, as pip does. Results are kept in a cache keyed by the interpreter, the source
+bytes, its image path and the header time, so a rebuild compiles only what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["CompileJob", "Compiled", "compile_sources", "interpreter_info", "pyc_path"]
+
+# Runs inside the target interpreter (2.7 to 3.13): one JSON job per stdin line, one
+# answer line each. Kept to syntax every one of those versions reads.
+_WORKER = r"""
+import sys, json, marshal, struct, hashlib, os
+if sys.version_info >= (3, 4):
+    import importlib.util
+    MAGIC = importlib.util.MAGIC_NUMBER
+else:
+    import imp
+    MAGIC = imp.get_magic()
+HASHED = sys.version_info >= (3, 7)
+SIZED = sys.version_info >= (3, 3)
+cache = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else None
+ident = sys.argv[2].encode("ascii") if len(sys.argv) > 2 else b""
+out = sys.stdout
+for line in sys.stdin:
+    src, dfile, dest, mtime = json.loads(line)
+    try:
+        with open(src, "rb") as f:
+            data = f.read()
+        key = None
+        if cache:
+            h = hashlib.sha256(ident + b"\0" + dfile.encode("utf-8") + b"\0")
+            h.update(str(mtime).encode("ascii") + b"\0" + data)
+            key = os.path.join(cache, h.hexdigest() + ".pyc")
+            if os.path.exists(key):
+                with open(key, "rb") as f:
+                    pyc = f.read()
+                with open(dest, "wb") as f:
+                    f.write(pyc)
+                out.write("ok\n")
+                out.flush()
+                continue
+        code = compile(data, dfile, "exec", 0, True)
+        body = marshal.dumps(code)
+        if HASHED:
+            header = MAGIC + struct.pack("<I", 1) + importlib.util.source_hash(data)
+        elif SIZED:
+            header = MAGIC + struct.pack("<II", mtime & 0xFFFFFFFF, len(data) & 0xFFFFFFFF)
+        else:
+            header = MAGIC + struct.pack("<I", mtime & 0xFFFFFFFF)
+        pyc = header + body
+        with open(dest, "wb") as f:
+            f.write(pyc)
+        if key:
+            tmp = key + ".%d.tmp" % os.getpid()
+            with open(tmp, "wb") as f:
+                f.write(pyc)
+            os.rename(tmp, key)
+        out.write("ok\n")
+    except Exception as err:
+        out.write("error %s\n" % type(err).__name__)
+    out.flush()
+"""
+
+_INFO = (
+    "import sys, json; tag = getattr(getattr(sys, 'implementation', None), 'cache_tag', None);"
+    "print(json.dumps([list(sys.version_info[:2]), tag,"
+    " getattr(getattr(sys, 'implementation', None), 'name', 'cpython')]))"
+)
+
+
+@dataclass(frozen=True)
+class InterpreterInfo:
+    """What decides where a pyc goes and what it must be."""
+
+    executable: str
+    version: tuple[int, int]
+    cache_tag: str | None
+    implementation: str
+
+
+@dataclass(frozen=True)
+class CompileJob:
+    source: str
+    """Where this process reads the ``.py`` (a host path)."""
+    image_path: str
+    """The ``.py``'s path in the image (the name in tracebacks)."""
+    mtime: int
+    """The clamped mtime the image gives the ``.py``."""
+
+
+@dataclass(frozen=True)
+class Compiled:
+    job: CompileJob
+    pyc_path: str
+    data: bytes
+
+
+def interpreter_info(executable: str) -> InterpreterInfo | None:
+    """Ask an interpreter for its version and cache tag; ``None`` when it cannot run."""
+    try:
+        done = subprocess.run(
+            [executable, "-E", "-s", "-c", _INFO],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        version, tag, implementation = json.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    if done.returncode != 0:
+        return None
+    return InterpreterInfo(executable, (int(version[0]), int(version[1])), tag, implementation)
+
+
+def pyc_path(py_path: str, info: InterpreterInfo) -> str:
+    """Where the interpreter looks for the bytecode of ``py_path``."""
+    folder, name = posixpath.split(py_path)
+    stem = name[: -len(".py")]
+    if info.version >= (3, 2) and info.cache_tag:
+        return posixpath.join(folder, "__pycache__", f"{stem}.{info.cache_tag}.pyc")
+    return posixpath.join(folder, stem + ".pyc")
+
+
+def compile_sources(
+    info: InterpreterInfo,
+    jobs: Sequence[CompileJob],
+    *,
+    cache_dir: Path | None,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[Compiled], list[str]]:
+    """Compile ``jobs`` in worker processes; the pycs and the files that did not compile."""
+    if not jobs:
+        return [], []
+    ident = _identity(info)
+    cache = ""
+    if cache_dir is not None:
+        folder = cache_dir / "pyc" / hashlib.sha256(ident.encode()).hexdigest()[:16]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            cache = str(folder)
+        except OSError:
+            cache = ""
+    count = max(1, min(workers or os.cpu_count() or 1, 4, (len(jobs) + 199) // 200))
+    batches = [list(jobs[i::count]) for i in range(count)]
+    scratch = tempfile.mkdtemp(prefix="envpack-pyc-")
+    try:
+        procs = []
+        for index, batch in enumerate(batches):
+            lines = []
+            for n, job in enumerate(batch):
+                dest = os.path.join(scratch, f"{index}-{n}.pyc")
+                lines.append(json.dumps([job.source, job.image_path, dest, job.mtime]))
+            proc = subprocess.Popen(
+                [info.executable, "-E", "-s", "-c", _WORKER, cache, ident],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            procs.append((index, batch, proc, "\n".join(lines) + "\n"))
+        compiled: list[Compiled] = []
+        failed: list[str] = []
+        done = 0
+        for index, batch, proc, text in procs:
+            answers, _ = proc.communicate(text)
+            replies = answers.splitlines()
+            for n, job in enumerate(batch):
+                reply = replies[n] if n < len(replies) else "error no answer"
+                if reply == "ok":
+                    data = Path(scratch, f"{index}-{n}.pyc").read_bytes()
+                    compiled.append(Compiled(job, pyc_path(job.image_path, info), data))
+                else:
+                    failed.append(job.image_path)
+            done += len(batch)
+            if progress is not None:
+                progress(done, len(jobs))
+        compiled.sort(key=lambda c: c.pyc_path)
+        return compiled, sorted(failed)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _identity(info: InterpreterInfo) -> str:
+    """What the cache key holds about the interpreter: its version and magic-bearing binary."""
+    try:
+        st = os.stat(info.executable)
+        stamp = f"{st.st_size}:{int(st.st_mtime)}"
+    except OSError:
+        stamp = "?"
+    version = f"{info.version[0]}.{info.version[1]}"
+    return f"pyc/1:{info.implementation}:{version}:{info.executable}:{stamp}"
