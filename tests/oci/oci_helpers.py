@@ -7,6 +7,7 @@ real ELF program and its loader and libraries at their own paths.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
@@ -15,6 +16,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
+from envpack.oci.image import Image, ImageSpec, assemble
+from envpack.oci.layer import build_layers
 from envpack.oci.tarlayer import TarEntry
 
 EPOCH = 1_700_000_000
@@ -91,3 +94,43 @@ def elf_closure(program: str) -> list[str]:
         if match:
             paths.append(match.group(1))
     return paths
+
+
+GREETING = "héllo from envpack\n"
+SMALL_ENV = {"PATH": "/usr/bin", "GREETING": "héllo from envpack"}
+
+
+def small_image_groups() -> list[list[TarEntry]]:
+    """Two layers of real host files: the loader and libc (with the usr-merge symlinks
+    that lead to them), then ``/usr/bin/env`` and ``/usr/bin/cat``, a generated
+    ``/etc/greeting`` and a sticky ``/tmp``."""
+    programs = ["/usr/bin/env", "/usr/bin/cat"]
+    libraries = sorted({path for program in programs for path in elf_closure(program)[1:]})
+    greeting = GREETING.encode("utf-8")
+    tools = [
+        *path_entries(programs),
+        TarEntry(
+            "/etc/greeting",
+            "file",
+            0o644,
+            mtime=EPOCH,
+            size=len(greeting),
+            open=lambda: io.BytesIO(greeting),
+        ),
+        TarEntry("/tmp", "dir", 0o1777, mtime=EPOCH),
+    ]
+    return [path_entries(libraries), tools]
+
+
+def build_small_image(blob_dir: Path, *, level: int = 6) -> Image:
+    """The small image of :func:`small_image_groups`, its blobs in ``blob_dir``."""
+    blob_dir.mkdir(parents=True, exist_ok=True)
+    layers = build_layers(small_image_groups(), blob_dir, level=level)
+    spec = ImageSpec(
+        entrypoint=("/usr/bin/env",),
+        env=SMALL_ENV,
+        labels={"org.opencontainers.image.title": "envpack oci test"},
+        created=EPOCH,
+        history=("loader and libc", "env, cat and a greeting"),
+    )
+    return assemble(spec, layers, annotations={"org.opencontainers.image.title": "small"})

@@ -40,11 +40,16 @@ def test_canonical_json_is_sorted_compact_utf8() -> None:
 @settings(max_examples=60)
 @given(
     st.dictionaries(
-        st.text(),
+        st.text(max_size=8),
         st.recursive(
-            st.none() | st.booleans() | st.integers() | st.text(),
-            lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+            st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+            lambda inner: (
+                st.lists(inner, max_size=4)
+                | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+            ),
+            max_leaves=12,
         ),
+        max_size=6,
     )
 )
 def test_canonical_json_is_independent_of_key_order(value: dict[str, object]) -> None:

@@ -6,26 +6,42 @@ depends on nothing else in envpack but :mod:`envpack.errors`.
 
 from __future__ import annotations
 
+from envpack.oci.archive import write_image_archive
+from envpack.oci.daemon import load_into_docker
 from envpack.oci.digest import Digest, InvalidDigest
+from envpack.oci.image import Image, ImageSpec, assemble
 from envpack.oci.layer import DEFAULT_LEVEL, Layer, build_layer, build_layers
+from envpack.oci.layout import LayoutImage, OciLayout, read_oci_layout, write_oci_layout
 from envpack.oci.model import Descriptor, Index, InvalidImage, Manifest, Platform, canonical_json
+from envpack.oci.reference import InvalidReference, Reference
 from envpack.oci.tarlayer import InvalidEntry, TarEntry, ordered_entries, write_tar
 
 __all__ = [
     "DEFAULT_LEVEL",
     "Descriptor",
     "Digest",
+    "Image",
+    "ImageSpec",
     "Index",
     "InvalidDigest",
     "InvalidEntry",
     "InvalidImage",
+    "InvalidReference",
     "Layer",
+    "LayoutImage",
     "Manifest",
+    "OciLayout",
     "Platform",
+    "Reference",
     "TarEntry",
+    "assemble",
     "build_layer",
     "build_layers",
     "canonical_json",
+    "load_into_docker",
     "ordered_entries",
+    "read_oci_layout",
+    "write_image_archive",
+    "write_oci_layout",
     "write_tar",
 ]
