@@ -23,7 +23,7 @@ def test_compact_values() -> None:
     assert compact(["a", 1, None]) == '["a", 1, null]'
     assert compact({"b": 1, "a": [True]}) == '{"a": [true], "b": 1}'
     assert compact(AWKWARD_LINES) == "line1\\nline2\\r\\nline3"
-    assert compact("a\x00b\u2028c") == "a\\u0000b\\u2028c"
+    assert compact("a\x00b\u2028c") == "a\\x00b\\u2028c"
     assert compact("日本") == "日本"
     assert compact("x" * 10, limit=5) == "xxxx…"
     assert compact({"k": "v\nw"}) == '{"k": "v\\nw"}'

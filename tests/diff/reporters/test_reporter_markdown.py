@@ -6,7 +6,9 @@ from markdown_it import MarkdownIt
 from reporter_html_check import parse
 from reporter_samples import AWKWARD_PIPE, AWKWARD_SCRIPT, no_drift, three_env, two_env
 
-from envpack.diff.reporters.markdown import MarkdownReporter, code, text
+from envpack._escape import for_markdown as text
+from envpack._escape import markdown_code as code
+from envpack.diff.reporters.markdown import MarkdownReporter
 
 # html=True on purpose: the report must be safe even where raw HTML would be rendered.
 _MD = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from envpack._escape import for_terminal
 from envpack.diff.model import Change, ChangeKind, DiffResult, Placed, Severity, Verdict
 from envpack.manifest import SECTIONS
 
@@ -40,19 +41,19 @@ SEVERITIES_DESC: tuple[Severity, ...] = tuple(sorted(Severity, reverse=True))
 
 _SECTION_INDEX = {name: i for i, name in enumerate(SECTIONS)}
 
-# C0 controls, DEL, the Unicode line breaks that would split a one-line report row, and
-# lone surrogates (JSON escapes of undecodable names) that no UTF-8 output can carry.
-_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029\ud800-\udfff]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def encodable(text: str) -> str:
     """``text`` with lone surrogates (undecodable file names) as visible ``\\udcXX``
-    escapes, so a whole report always encodes as UTF-8."""
-    return _SURROGATE.sub(_escape_control, text)
+    escapes, so a whole report always encodes as UTF-8.
+
+    A safety net over a whole rendered report: each field was already escaped for its
+    medium (:mod:`envpack._escape`), so this finds nothing in practice.
+    """
+    if text.isascii():
+        return text
+    return _SURROGATE.sub(lambda m: for_terminal(m.group()), text)
 
 
 def section_rank(section: str) -> tuple[int, str]:
@@ -72,16 +73,12 @@ def sorted_changes(changes: Iterable[Change]) -> list[Change]:
     )
 
 
-def _escape_control(match: re.Match[str]) -> str:
-    char = match.group()
-    return _NAMED.get(char, f"\\u{ord(char):04x}")
-
-
 def compact(value: Any, limit: int | None = None) -> str:
     """A value on one line: strings as they are, anything else as compact JSON.
 
-    Line breaks and other control characters become visible escapes (``\\n``), so a
-    value can never break a table row or a workflow command. ``limit`` cuts long values
+    Line breaks, escape sequences and every other unprintable character become visible
+    escapes (``\\n``, ``\\x1b``: :func:`~envpack._escape.for_terminal`), so a value can
+    never break a table row or a workflow command, nor drive a terminal. ``limit`` cuts long values
     (a whole ``sys.path``) with an ellipsis; machine formats keep the full value instead.
     """
     if isinstance(value, str):
@@ -90,7 +87,7 @@ def compact(value: Any, limit: int | None = None) -> str:
         text = json.dumps(
             value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "), default=str
         )
-    text = _CONTROL.sub(_escape_control, text)
+    text = for_terminal(text)
     if limit is not None and len(text) > limit:
         text = text[: max(limit - 1, 0)] + "…"
     return text

@@ -2,14 +2,17 @@
 
 ``::error`` at or above the fail-on threshold, ``::warning`` for a major or minor change
 below it, ``::notice`` otherwise; the summary line comes last as plain log text.
-Data and properties are escaped as the Actions runner expects, so a value holding a
-line break or ``::`` can never start a command of its own.
+Data and properties are escaped as the Actions runner expects (:mod:`envpack._escape`):
+a value holding a line break or ``::`` can never start a command of its own, a property
+cannot end early, and no control character (an ANSI colour, a bidi override) reaches the
+log, which renders them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from envpack._escape import for_github_data, for_github_property
 from envpack.diff.model import DiffResult
 from envpack.diff.reporters._common import (
     after_text,
@@ -20,20 +23,10 @@ from envpack.diff.reporters._common import (
     verdict_line,
 )
 
-__all__ = ["GithubReporter", "escape_data", "escape_property"]
+__all__ = ["GithubReporter"]
 
 _COMMAND = {"error": "error", "warning": "warning", "note": "notice"}
 _VALUE_LIMIT = 200
-
-
-def escape_data(text: str) -> str:
-    """Escape a command's message: ``%``, CR and LF."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def escape_property(text: str) -> str:
-    """Escape a property value: as data, plus ``:`` and ``,`` which delimit properties."""
-    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 class GithubReporter:
@@ -58,8 +51,8 @@ class GithubReporter:
                     f"{drift.baseline} {before_text(change, _VALUE_LIMIT)} → "
                     f"{drift.other} {after_text(change, _VALUE_LIMIT)}. {change.reason}"
                 )
-                rendered = ",".join(f"{k}={escape_property(v)}" for k, v in props.items())
-                lines.append(f"::{command} {rendered}::{escape_data(message)}")
-        lines += [f"::notice title=envpack note::{escape_data(note)}" for note in result.notes]
+                rendered = ",".join(f"{k}={for_github_property(v)}" for k, v in props.items())
+                lines.append(f"::{command} {rendered}::{for_github_data(message)}")
+        lines += [f"::notice title=envpack note::{for_github_data(note)}" for note in result.notes]
         lines.append(verdict_line(result))
         return encodable("\n".join(lines) + "\n")

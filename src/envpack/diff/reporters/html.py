@@ -3,14 +3,15 @@
 A header with the verdict, the drift matrix (changed component by environment, each cell
 coloured by the severity of its change, the reason on hover), then every change in a
 details table. Inline CSS only: no script, no font, no image, nothing fetched from the
-network. Every value is HTML-escaped.
+network. Every text from the manifests goes through :func:`~envpack._escape.for_html`:
+HTML-escaped (no tag, script, style or attribute can be injected, in text or attributes)
+and with control and bidi characters shown as visible escapes.
 """
 
 from __future__ import annotations
 
-from html import escape
-
 from envpack import __version__
+from envpack._escape import for_html as _e
 from envpack.diff.model import DiffResult, Severity
 from envpack.diff.reporters._common import (
     SEVERITIES_DESC,
@@ -47,10 +48,6 @@ code{font:12px/1.3 ui-monospace,SFMono-Regular,Menlo,monospace;overflow-wrap:any
 .absent{color:#8c959f;font-style:italic}
 .baseline{font-weight:600}
 """.strip()
-
-
-def _e(text: str) -> str:
-    return escape(text, quote=True)
 
 
 def _sev(severity: Severity) -> str:
@@ -125,11 +122,11 @@ class HtmlReporter:
                 )
                 if cell.change is not None:
                     change = cell.change
-                    tip = f"{change.severity.label} ({change.kind.value}): {change.reason}"
+                    tip = f"{change.severity.label} ({change.kind.value}): {_e(change.reason)}"
                     if value != short:
-                        tip += f"\n{value}"
+                        tip += f"\n{_e(value)}"  # the tooltip's own line break, not data's
                     cells.append(
-                        f'<td class="sev-{change.severity.label}" title="{_e(tip)}">{inner}</td>'
+                        f'<td class="sev-{change.severity.label}" title="{tip}">{inner}</td>'
                     )
                 else:
                     css = "baseline" if env == result.baseline else "same"

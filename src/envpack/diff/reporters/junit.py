@@ -4,29 +4,22 @@ One ``<testsuite>`` per environment pair (baseline → other). Each change is on
 ``<testcase>`` (classname = section, name = component/field): it *fails* when its severity
 is at or above the fail-on threshold and passes, with the change in ``<system-out>``,
 below it. Each manifest section with no change gets one passing testcase, so a clean
-diff still shows what was checked.
+diff still shows what was checked. Every text from the manifests goes through
+:func:`~envpack._escape.for_xml`: XML 1.0 cannot carry most control characters, lone
+surrogates or U+FFFE/U+FFFF, even as references, and a CI test view should not render
+an escape sequence or a bidi override either; they are shown as visible escapes.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from envpack._escape import for_xml
 from envpack.diff.model import DiffResult
 from envpack.diff.reporters._common import after_text, before_text, sorted_changes
 from envpack.manifest import SECTIONS
 
 __all__ = ["JunitReporter"]
-
-# XML 1.0 cannot carry most control characters, lone surrogates (from JSON escapes of
-# undecodable file names) or U+FFFE/U+FFFF, even as references; they are replaced.
-_XML_BAD = dict.fromkeys(
-    (*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0xD800, 0xE000), 0xFFFE, 0xFFFF),
-    "\ufffd",
-)
-
-
-def _clean(text: str) -> str:
-    return text.translate(_XML_BAD)
 
 
 class JunitReporter:
@@ -39,7 +32,7 @@ class JunitReporter:
         for drift in result.drifts:
             changes = sorted_changes(drift.changes)
             suite = ET.SubElement(
-                root, "testsuite", name=_clean(f"{drift.baseline} → {drift.other}")
+                root, "testsuite", name=for_xml(f"{drift.baseline} → {drift.other}")
             )
             tests = failures = 0
             for change in changes:
@@ -47,21 +40,21 @@ class JunitReporter:
                 case = ET.SubElement(
                     suite,
                     "testcase",
-                    classname=_clean(change.section),
-                    name=_clean(change.label),
+                    classname=for_xml(change.section),
+                    name=for_xml(change.label),
                 )
-                detail = _clean(
-                    f"{change.where}: {change.kind.value} ({change.severity.label})\n"
-                    f"{drift.baseline}: {before_text(change)}\n"
-                    f"{drift.other}: {after_text(change)}\n"
-                    f"reason: {change.reason}\n"
+                detail = (
+                    f"{for_xml(change.where)}: {change.kind.value} ({change.severity.label})\n"
+                    f"{for_xml(drift.baseline)}: {before_text(change)}\n"
+                    f"{for_xml(drift.other)}: {after_text(change)}\n"
+                    f"reason: {for_xml(change.reason)}\n"
                 )
                 if change.severity >= threshold:
                     failures += 1
                     failure = ET.SubElement(
                         case,
                         "failure",
-                        message=_clean(f"{change.severity.label}: {change.reason}"),
+                        message=f"{change.severity.label}: {for_xml(change.reason)}",
                         type=change.severity.label,
                     )
                     failure.text = detail

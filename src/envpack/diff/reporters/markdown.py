@@ -1,30 +1,32 @@
 """``--format markdown``: a pull-request comment (GitHub-flavoured Markdown).
 
 A summary line, one table per environment pair, and for three or more environments a
-matrix (rows = changed component/field, columns = environments). Values go in code spans;
-every other text is escaped so a package name or a reason can never inject markup.
+matrix (rows = changed component/field, columns = environments). Components and values go
+in code spans, every other text from the manifests is escaped (:mod:`envpack._escape`): a
+package name, a label or a reason can never break a row, open a link, an image, a heading
+or an HTML tag, ping someone with ``@`` or cross-reference an issue.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import TypeVar
 
+from envpack._escape import for_markdown as text
+from envpack._escape import markdown_code as code
 from envpack.diff.model import DiffResult, Severity
 from envpack.diff.reporters._common import (
     ABSENT,
     SEVERITIES_DESC,
     after_text,
     before_text,
-    compact,
     encodable,
     matrix_rows,
     sorted_changes,
     verdict_line,
 )
 
-__all__ = ["SEVERITY_MARK", "MarkdownReporter", "code", "text"]
+__all__ = ["SEVERITY_MARK", "MarkdownReporter"]
 
 SEVERITY_MARK: dict[Severity, str] = {
     Severity.CRITICAL: "🔴",
@@ -36,24 +38,6 @@ SEVERITY_MARK: dict[Severity, str] = {
 
 _T = TypeVar("_T")
 _VALUE_LIMIT = 80
-# Characters that start emphasis, code, links or strike-through, or end a table cell.
-_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
-
-
-def text(value: str) -> str:
-    """Plain text for a heading or table cell: one line, HTML- and Markdown-escaped."""
-    out = compact(value) if value else ""
-    out = out.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _SPECIAL.sub(r"\\\1", out)
-
-
-def code(value: str) -> str:
-    """A code span that holds ``value`` verbatim, even with backticks or pipes in it."""
-    longest = max((len(m) for m in re.findall(r"`+", value)), default=0)
-    fence = "`" * (longest + 1)
-    pad = " " if value.startswith("`") or value.endswith("`") else ""
-    # Inside a table even a code span ends at a bare pipe; GFM takes \| there as |.
-    return f"{fence}{pad}{value.replace('|', chr(92) + '|')}{pad}{fence}"
 
 
 def _value(shown: str) -> str:

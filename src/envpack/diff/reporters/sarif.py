@@ -14,7 +14,9 @@ One run, tool ``envpack``; one rule per (section, kind) that occurs, e.g.
 - ``suppressions``: one ``external``/``accepted`` entry when the policy expected the
   change or an ``--accepted`` file listed it.
 
-The result's notes become the invocation's ``toolExecutionNotifications``.
+The result's notes become the invocation's ``toolExecutionNotifications``. Messages, which
+viewers display, are one printable line with no embedded link
+(:func:`~envpack._escape.for_sarif_text`); ``properties`` keep the manifests' values exact.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 from envpack import __version__
+from envpack._escape import for_sarif_text
 from envpack._jsontext import indented_json
 from envpack.diff.model import Change, DiffResult, Drift
 from envpack.diff.reporters._common import level, section_rank, sorted_changes
@@ -116,7 +119,11 @@ class SarifReporter:
                 # Expected by policy or accepted earlier: a suppressed result, so code
                 # scanning shows it as dismissed rather than open.
                 entry["suppressions"] = [
-                    {"kind": "external", "status": "accepted", "justification": change.reason}
+                    {
+                        "kind": "external",
+                        "status": "accepted",
+                        "justification": for_sarif_text(change.reason),
+                    }
                 ]
             rule_id = _rule_id(change)
             results.append(
@@ -124,7 +131,7 @@ class SarifReporter:
                     "ruleId": rule_id,
                     "ruleIndex": rule_index[rule_id],
                     "level": level(change.severity, threshold),
-                    "message": {"text": change.reason},
+                    "message": {"text": for_sarif_text(change.reason)},
                     "locations": [location],
                     "partialFingerprints": {"envpackDrift/v1": _fingerprint(drift, change)},
                     "properties": {
@@ -161,7 +168,7 @@ class SarifReporter:
                             "executionSuccessful": True,
                             "exitCode": verdict.exit_code,
                             "toolExecutionNotifications": [
-                                {"level": "note", "message": {"text": note}}
+                                {"level": "note", "message": {"text": for_sarif_text(note)}}
                                 for note in result.notes
                             ],
                         }

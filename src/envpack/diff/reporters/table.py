@@ -4,6 +4,11 @@ Two environments: one table per section, rows coloured by severity. Three or mor
 matrix per section, each changed component across every environment (baseline first),
 each cell coloured by the severity of its change from the baseline. The summary line
 comes last so it is what a CI log shows at the bottom.
+
+Every text from the manifests (keys, labels, reasons, values, environment names) goes in
+as a rich ``Text`` — never parsed as markup — after :func:`~envpack._escape.for_terminal`,
+so it cannot move the cursor, recolour the terminal, set its title, reorder a line with
+bidi controls or break a row.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from envpack._escape import for_terminal as shown
 from envpack.diff.model import DiffResult, Severity
 from envpack.diff.reporters._common import (
     MatrixRow,
@@ -78,7 +84,7 @@ class TableReporter:
     def _pairs(self, console: Console, result: DiffResult) -> None:
         for drift in result.drifts:
             changes = sorted_changes(drift.changes)
-            head = Text(f"{drift.baseline} → {drift.other}", style="bold")
+            head = Text(f"{shown(drift.baseline)} → {shown(drift.other)}", style="bold")
             worst = drift.worst
             if worst is not None:
                 head.append(f"  {len(changes)} change{'s' if len(changes) != 1 else ''}, worst ")
@@ -93,25 +99,25 @@ class TableReporter:
                 table.add_column("severity", no_wrap=True)
                 table.add_column("component", overflow="fold", ratio=3)
                 table.add_column("kind", no_wrap=True)
-                table.add_column(drift.baseline, overflow="fold", ratio=2)
-                table.add_column(drift.other, overflow="fold", ratio=2)
+                table.add_column(Text(shown(drift.baseline)), overflow="fold", ratio=2)
+                table.add_column(Text(shown(drift.other)), overflow="fold", ratio=2)
                 table.add_column("reason", ratio=4)
                 for change in group:
                     style = SEVERITY_STYLE[change.severity]
                     table.add_row(
                         Text(change.severity.label, style=style),
-                        Text(change.label),
+                        Text(shown(change.label)),
                         Text(change.kind.value),
                         Text(before_text(change, _VALUE_LIMIT)),
                         Text(after_text(change, _VALUE_LIMIT), style=style),
-                        Text(change.reason),
+                        Text(shown(change.reason)),
                     )
                 console.print(table)
             console.print()
 
     def _matrix(self, console: Console, result: DiffResult) -> None:
         rows = matrix_rows(result)
-        head = Text(f"baseline {result.baseline}; ", style="bold")
+        head = Text(f"baseline {shown(result.baseline)}; ", style="bold")
         head.append(f"{len(rows)} changed component{'s' if len(rows) != 1 else ''} across ")
         head.append(f"{len(result.environments)} environments")
         console.print(head)
@@ -120,8 +126,8 @@ class TableReporter:
             table.add_column("worst", no_wrap=True)
             table.add_column("component", overflow="fold", ratio=3)
             for env in result.environments:
-                title = f"{env} (baseline)" if env == result.baseline else env
-                table.add_column(title, overflow="fold", ratio=2)
+                title = f"{shown(env)} (baseline)" if env == result.baseline else shown(env)
+                table.add_column(Text(title), overflow="fold", ratio=2)
             for row in group:
                 table.add_row(*self._matrix_cells(row, result))
             console.print(table)
@@ -132,7 +138,7 @@ class TableReporter:
         worst = row.worst
         cells = [
             Text(worst.label, style=SEVERITY_STYLE[worst]) if worst is not None else Text(""),
-            Text(row.label),
+            Text(shown(row.label)),
         ]
         for env in result.environments:
             cell = row.cells[env]
@@ -144,7 +150,7 @@ class TableReporter:
 def _section_table(section: str) -> Table:
     """An empty table titled by its section, in the one style both layouts share."""
     return Table(
-        title=section,
+        title=shown(section),  # a str: the console parses no markup (markup=False)
         title_justify="left",
         title_style="bold",
         box=box.SIMPLE_HEAD,
