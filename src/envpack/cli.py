@@ -1,7 +1,10 @@
 """The command line: the only module that prints, draws progress and exits.
 
 Exit codes: 0 success; 1 drift at or above the threshold (``diff``); 2 bad usage or bad
-input, always as one line on stderr and never a traceback.
+input, always as one line on stderr and never a traceback. Every line it prints on stderr
+shows captured text (a path, a label, a file name) through
+:func:`~envpack._escape.for_terminal`, so a name holding a line break or an escape sequence
+stays on its one line and cannot drive the terminal.
 """
 
 import os
@@ -12,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional, cast
 import typer
 
 from envpack import __version__
+from envpack._escape import for_terminal
 from envpack.errors import EnvpackError, UsageError
 
 __all__ = ["app", "main"]
@@ -31,6 +35,7 @@ app = typer.Typer(
 )
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
 
 class _LazyConsole:
@@ -45,11 +50,26 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(stderr=True, highlight=False, soft_wrap=True)
+            # No markup, no :emoji: codes, no highlighting: lines hold captured text.
+            self._console = Console(
+                stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False
+            )
         return getattr(self._console, name)
 
 
 err_console = cast("Console", _LazyConsole())
+
+
+def _say(line: str) -> None:
+    """Print one line on stderr; ``line`` may hold captured text, shown escaped."""
+    err_console.print(for_terminal(line), markup=False, emoji=False, highlight=False)
+
+
+def _plain(text: str) -> "Text":
+    """A rich ``Text`` (never parsed as markup) of escaped text, for the progress line."""
+    from rich.text import Text
+
+    return Text(for_terminal(text))
 
 
 def _fail(message: str) -> NoReturn:
@@ -57,7 +77,7 @@ def _fail(message: str) -> NoReturn:
 
     # A message may quote a line of the user's input (a requirement with a token in its
     # index URL): the one error line goes through the redaction policy too.
-    err_console.print(f"envpack: error: {mask(message)}", markup=False)
+    _say(f"envpack: error: {mask(message)}")
     raise SystemExit(EXIT_BAD_INPUT)
 
 
@@ -170,9 +190,9 @@ def capture(
     if quiet:
         manifest = run_capture(source, options, redactor)
     else:
-        with err_console.status("capturing…") as status:
+        with err_console.status(_plain("capturing…")) as status:
             manifest = run_capture(
-                source, options, redactor, progress=lambda msg: status.update(f"{msg}…")
+                source, options, redactor, progress=lambda msg: status.update(_plain(f"{msg}…"))
             )
     text = dumps(manifest)
     if output is None:
@@ -186,10 +206,7 @@ def capture(
             for name, entries in manifest.sections.items()
         )
         where = f" → {output}" if output is not None else ""
-        err_console.print(
-            f"captured {manifest.name}: {counts}; {len(manifest.issues)} issues{where}",
-            markup=False,
-        )
+        _say(f"captured {manifest.name}: {counts}; {len(manifest.issues)} issues{where}")
 
 
 @app.command()
@@ -290,7 +307,7 @@ def diff(
         )
         result = outcome.result
         for note in result.notes:
-            err_console.print(f"envpack: note: {note}", markup=False)
+            _say(f"envpack: note: {note}")
         color = output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
         text = reporter.render(result, color=color)
         if accept is not None and outcome.accepted_file is not None:
@@ -313,13 +330,38 @@ def schema() -> None:
 
 def main() -> None:
     """Entry point of the ``envpack`` console script."""
+    _run()
+
+
+def _click_exceptions() -> Any:
+    """The module of click's exception classes as typer raises them (typer 0.2x vendors
+    click as ``typer._click``; older releases use click itself)."""
+    import importlib
+
     try:
-        app()
+        return importlib.import_module("typer._click.exceptions")
+    except ImportError:
+        return importlib.import_module("click.exceptions")
+
+
+def _run() -> None:
+    click_errors = _click_exceptions()
+    try:
+        # Not standalone: click's own error printing (a usage block, the raw argument) is
+        # replaced by envpack's one escaped line; exit codes come back as the return value.
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as err:
+        err.show()  # `envpack` alone: the help text, as click prints it
+        raise SystemExit(EXIT_OK) from None
+    except click_errors.ClickException as err:
+        ctx = getattr(err, "ctx", None)
+        where = ctx.command_path if ctx is not None else "envpack"
+        _fail(f"{err.format_message()} (see '{where} --help')")
+    except typer.Abort:
+        _say("envpack: aborted")
+        raise SystemExit(EXIT_DRIFT) from None
     except EnvpackError as err:
         _fail(str(err))
-    except KeyboardInterrupt:
-        err_console.print("envpack: interrupted", markup=False)
-        raise SystemExit(130) from None
     except BrokenPipeError:
         raise SystemExit(EXIT_OK) from None
     except OSError as err:
@@ -329,9 +371,9 @@ def main() -> None:
         # A bug in envpack, not bad input: one line, and a distinct code so tests notice.
         if os.environ.get("ENVPACK_DEBUG"):
             raise
-        err_console.print(
+        _say(
             f"envpack: internal error: {type(err).__name__}: {_masked(err)} "
-            "(set ENVPACK_DEBUG=1 for the traceback, and please report it)",
-            markup=False,
+            "(set ENVPACK_DEBUG=1 for the traceback, and please report it)"
         )
         raise SystemExit(EXIT_INTERNAL) from None
+    raise SystemExit(code if isinstance(code, int) else EXIT_OK)
