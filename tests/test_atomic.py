@@ -62,3 +62,42 @@ def test_full_disk_keeps_the_old_file(tiny_disk: Path) -> None:
         write_atomic(target, b"x" * (1024 * 1024))
     assert target.read_text() == "previous manifest"
     assert [p.name for p in tiny_disk.iterdir()] == ["manifest.json"]
+
+
+def test_replaced_file_keeps_its_mode(tmp_path: Path) -> None:
+    for mode in (0o600, 0o640, 0o755):
+        target = tmp_path / f"m{mode:o}.json"
+        target.write_text("old")
+        target.chmod(mode)
+        write_atomic(target, b"new")
+        assert target.read_text() == "new"
+        assert stat.S_IMODE(target.stat().st_mode) == mode
+
+
+def test_new_file_honours_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        write_atomic(tmp_path / "new.json", b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o640
+
+
+def test_an_explicit_mode_wins(tmp_path: Path) -> None:
+    target = tmp_path / "key"
+    target.write_text("old")
+    target.chmod(0o644)
+    write_atomic(target, b"secret", mode=0o600)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_root_gives_a_replaced_file_back_to_its_owner(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root can create a file owned by another user")
+    target = tmp_path / "theirs.json"
+    target.write_text("old")
+    os.chown(target, 4321, 4322)
+    target.chmod(0o600)
+    write_atomic(target, b"new")
+    info = target.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (4321, 4322, 0o600)

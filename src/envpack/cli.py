@@ -4,10 +4,12 @@ Exit codes: 0 success; 1 drift at or above the threshold (``diff``); 2 bad usage
 input, always as one line on stderr and never a traceback. Every line it prints on stderr
 shows captured text (a path, a label, a file name) through
 :func:`~envpack._escape.for_terminal`, so a name holding a line break or an escape sequence
-stays on its one line and cannot drive the terminal.
+stays on its one line and cannot drive the terminal. SIGINT and SIGTERM unwind the stack
+(a half-written ``-o`` file is removed) before the process ends by that signal.
 """
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional, cast
@@ -328,9 +330,38 @@ def schema() -> None:
     sys.stdout.write(schema_text())
 
 
+class _Signalled(BaseException):
+    """SIGINT or SIGTERM arrived: unwind (``finally`` blocks remove temporary files).
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so no ``except Exception`` swallows it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_signalled(signum: int, frame: object) -> NoReturn:
+    raise _Signalled(signum)
+
+
 def main() -> None:
     """Entry point of the ``envpack`` console script."""
-    _run()
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, _raise_signalled) for signum in handled}
+    try:
+        _run()
+    except _Signalled as stop:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _say("envpack: interrupted" if stop.signum == signal.SIGINT else "envpack: terminated")
+        # End by the same signal, so a shell or a CI runner sees how the process ended.
+        signal.signal(stop.signum, signal.SIG_DFL)
+        os.kill(os.getpid(), stop.signum)
+        raise SystemExit(128 + stop.signum) from None  # only if the signal is blocked
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _click_exceptions() -> Any:
