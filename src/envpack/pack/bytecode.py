@@ -45,11 +45,58 @@ SIZED = sys.version_info >= (3, 3)
 cache = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else None
 ident = sys.argv[2].encode("ascii") if len(sys.argv) > 2 else b""
 out = sys.stdout
+HEADER = 16 if HASHED else (12 if SIZED else 8)
+
+
+def existing_code(src, data):
+    # The code of a pyc the interpreter itself wrote for this very source, else None.
+    if HASHED or SIZED:
+        pyc = importlib.util.cache_from_source(src)
+    else:
+        pyc = src + "c"
+    try:
+        with open(pyc, "rb") as f:
+            old = f.read()
+        st = os.stat(src)
+    except (IOError, OSError, NotImplementedError, ValueError):
+        return None
+    if len(old) <= HEADER or old[:4] != MAGIC:
+        return None
+    if HASHED:
+        flags = struct.unpack("<I", old[4:8])[0]
+        if flags & 1:
+            return old[16:] if old[8:16] == importlib.util.source_hash(data) else None
+        fields = struct.unpack("<II", old[8:16])
+    elif SIZED:
+        fields = struct.unpack("<II", old[4:12])
+    else:
+        fields = (struct.unpack("<I", old[4:8])[0], len(data) & 0xFFFFFFFF)
+    if fields != (int(st.st_mtime) & 0xFFFFFFFF, len(data) & 0xFFFFFFFF):
+        return None
+    return old[HEADER:]
+
+
+def header(data, mtime):
+    # Unchecked-hash (3.7+), else the clamped mtime (and size, 3.3+).
+    if HASHED:
+        return MAGIC + struct.pack("<I", 1) + importlib.util.source_hash(data)
+    if SIZED:
+        return MAGIC + struct.pack("<II", mtime & 0xFFFFFFFF, len(data) & 0xFFFFFFFF)
+    return MAGIC + struct.pack("<I", mtime & 0xFFFFFFFF)
+
+
 for line in sys.stdin:
     src, dfile, dest, mtime = json.loads(line)
     try:
         with open(src, "rb") as f:
             data = f.read()
+        body = existing_code(src, data)
+        if body is not None:
+            with open(dest, "wb") as f:
+                f.write(header(data, mtime) + body)
+            out.write("ok\n")
+            out.flush()
+            continue
         key = None
         if cache:
             h = hashlib.sha256(ident + b"\0" + dfile.encode("utf-8") + b"\0")
@@ -65,13 +112,7 @@ for line in sys.stdin:
                 continue
         code = compile(data, dfile, "exec", 0, True)
         body = marshal.dumps(code)
-        if HASHED:
-            header = MAGIC + struct.pack("<I", 1) + importlib.util.source_hash(data)
-        elif SIZED:
-            header = MAGIC + struct.pack("<II", mtime & 0xFFFFFFFF, len(data) & 0xFFFFFFFF)
-        else:
-            header = MAGIC + struct.pack("<I", mtime & 0xFFFFFFFF)
-        pyc = header + body
+        pyc = header(data, mtime) + body
         with open(dest, "wb") as f:
             f.write(pyc)
         if key:

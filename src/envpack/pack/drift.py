@@ -100,7 +100,11 @@ def check_drift(
         except SourceReadError:
             drifted.append(Drifted(record, "missing"))
             continue
-        entries = entries_from_rows(record_rows(text))
+        entries = [
+            entry
+            for entry in entries_from_rows(record_rows(text))
+            if _packed_or_gone(source, resolve_record_path(location, entry.path), shipped)
+        ]
         result = verify_record(
             source, location, entries, lambda paths: cache.sha256_many(source, paths)
         )
@@ -113,6 +117,23 @@ def check_drift(
         )
     drifted.sort(key=lambda d: d.path)
     return drifted
+
+
+def _packed_or_gone(source: Source, path: str, shipped: Collection[str]) -> bool:
+    """Whether a RECORD row is checked: a packed file, or one that is gone.
+
+    ``.pyc`` rows are not: the image gets its own bytecode (and pip for Python 2 records
+    hashes of pycs that the interpreter later rewrites). Files left out of the image
+    (excluded headers, tests) are not packed, so their changes do not matter.
+    """
+    if path.endswith(".pyc"):
+        return False
+    if path in shipped:
+        return True
+    try:
+        return source.lstat(path) is None
+    except SourceReadError:
+        return False
 
 
 def drift_message(drifted: list[Drifted]) -> str:

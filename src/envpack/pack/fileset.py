@@ -73,6 +73,8 @@ class FileSet:
         self.epoch = epoch
         self.excluder = excluder
         self._files: dict[str, _Pending] = {}
+        self._folders: dict[str, str] = {}
+        """Folder as asked → its real path, once its chain is in the set."""
         self.excluded: list[Excluded] = []
         self._excluded_paths: set[str] = set()
         self.skipped: list[str] = []
@@ -150,25 +152,44 @@ class FileSet:
 
     # -- adding from the source -------------------------------------------------------------
 
-    def add_parents(self, path: str, group: str, origin: str) -> str | None:
+    def add_parents(self, path: str, group: str, origin: str, *, create: bool = True) -> str | None:
         """Add every parent folder of ``path`` as the loader would walk it.
 
-        Returns the real folder (symlinks resolved) or ``None`` when a parent is missing.
+        Returns the real folder (symlinks and ``..`` resolved). A parent missing from the
+        source is made (0755) when ``create`` (generated content), else ``None``.
         """
         folder = posixpath.dirname(path)
         if folder == "/":
             return "/"
-        return self._folder(folder, group, origin, 0)
+        return self._folder(folder, group, origin, 0, create=create)
 
-    def _folder(self, folder: str, group: str, origin: str, depth: int) -> str | None:
-        """Add ``folder``'s chain (parents, symlinks) and return its real path."""
+    def _folder(
+        self, folder: str, group: str, origin: str, depth: int, *, create: bool = False
+    ) -> str | None:
+        """Add ``folder``'s chain (parents, symlinks) and return its real path.
+
+        ``..`` climbs from the folder reached so far, symlinks resolved, as the kernel does
+        (``$ORIGIN/..`` in an RPATH); the image never holds a path with ``.`` or ``..``.
+        """
         if depth > _MAX_LINKS:
             raise PackError(f"{folder}: too many levels of symbolic links")
+        known = self._folders.get(folder)
+        if known is not None:  # thousands of files share a few folders: walk each once
+            return known
         real = "/"
         for part in folder.strip("/").split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if real == "/" and self.strict:
+                    raise PackError(f"{folder}: climbs above the source root; refused")
+                real = posixpath.dirname(real)
+                continue
             path = posixpath.join(real, part)
             st = self._lstat(path)
             if st is None:
+                if not create:
+                    return None
                 if path not in self._files:  # generated content under a new folder
                     self._put_dir(path, 0o755, group, origin, None)
                 real = path
@@ -177,7 +198,7 @@ class FileSet:
                 target = self.source.readlink(path) or ""
                 self._put_symlink(path, target, st, group, origin)
                 where = normalize_link(real, target, what=path, strict=self.strict)
-                resolved = self._folder(where, group, origin, depth + 1)
+                resolved = self._folder(where, group, origin, depth + 1, create=create)
                 if resolved is None:
                     return None
                 real = resolved
@@ -186,6 +207,7 @@ class FileSet:
                 return None
             self._put_dir(path, stat.S_IMODE(st.st_mode), group, origin, st)
             real = path
+        self._folders[folder] = real
         return real
 
     def add_path(
@@ -206,14 +228,9 @@ class FileSet:
             raise PackError(f"{path}: too many levels of symbolic links")
         if path in self._files and not walk:
             return True
-        folder = self.add_parents(path, group, origin)
-        if folder is None:
-            return False
-        real = posixpath.join(folder, posixpath.basename(path)) if path != "/" else "/"
-        st = self._lstat(real)
-        if st is None:
-            return False
-        if real in self._excluded_paths:
+        real = self._real_of(path, group, origin, depth)
+        st = None if real is None else self._lstat(real)
+        if real is None or st is None or real in self._excluded_paths:
             return False
         mode = st.st_mode
         if stat.S_ISLNK(mode):
@@ -232,6 +249,16 @@ class FileSet:
             return True
         self.skipped.append(f"{real}: not a file, folder or symlink; left out")
         return False
+
+    def _real_of(self, path: str, group: str, origin: str, depth: int) -> str | None:
+        """``path`` with its folders resolved (their chain added), the last part kept."""
+        if self._lstat(path) is None:
+            return None  # before any parent is added: a missing path adds nothing
+        name = posixpath.basename(path)
+        if path == "/" or name in ("", ".", ".."):
+            return "/" if path == "/" else self._folder(path, group, origin, depth)
+        folder = self.add_parents(path, group, origin, create=False)
+        return None if folder is None else posixpath.join(folder, name)
 
     def _add_link(
         self,
