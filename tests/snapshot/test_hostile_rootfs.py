@@ -20,7 +20,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import re
 import shutil
 import socket
 import stat
@@ -32,6 +31,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from strace_paths import opened_paths
 
 from envpack.manifest import schema_text
 
@@ -177,24 +177,6 @@ def test_unreadable_file_is_an_issue_without_dac_override(tmp_path: Path) -> Non
     assert issues(document, "/etc/private/*.ini") == ["/etc/private: Permission denied"]
 
 
-# openat(AT_FDCWD</cwd>, "path", …) or openat(5</dir>, "name", …) as written by strace -y.
-_OPEN = re.compile(r'\bopen(?:at2?)?\((?:(?:AT_FDCWD|\d+)(?:<(?P<dir>[^>]*)>)?, )?"(?P<p>[^"]*)"')
-
-
-def _opened_paths(trace: str) -> set[str]:
-    """Every path the traced processes tried to open, made absolute with ``-y`` fd names."""
-    found = set()
-    for line in trace.splitlines():
-        match = _OPEN.search(line)
-        if match is None:
-            continue
-        path = match["p"]
-        if not path.startswith("/") and match["dir"]:
-            path = os.path.join(match["dir"], path)
-        found.add(os.path.normpath(path))
-    return found
-
-
 @pytest.mark.slow
 def test_nothing_outside_the_root_is_opened(tmp_path: Path) -> None:
     if shutil.which("strace") is None:
@@ -206,7 +188,7 @@ def test_nothing_outside_the_root_is_opened(tmp_path: Path) -> None:
     args = ("--root", str(tree.root), "--config", "/etc/*", "-o", str(out))
     result = envpack(*args, cwd=tmp_path, prefix=strace)
     assert result.returncode == 0, result.stderr
-    opened = _opened_paths(trace.read_text())
+    opened = opened_paths(trace.read_text())
     assert any(p.startswith(str(tree.root)) for p in opened), "the trace saw no rootfs read"
     # The host's counterparts of every name in the root's /etc, and the links' targets.
     forbidden = {f"/etc/{name}" for name in os.listdir(tree.root / "etc")}

@@ -215,9 +215,11 @@ class Resolver:
         """ELF facts from the hash cache, when the file is unchanged since they were read."""
         if self.cache is None or not self.cache.enabled:
             return None
-        try:  # real_path() leaves no symlink for stat to follow out of the source
-            st = os.stat(self.source.host_path(self.real_path(inner)))
-        except (OSError, SourceReadError):
+        try:
+            st = self.source.stat(self.real_path(inner))
+        except SourceReadError:
+            return None
+        if st is None:
             return None
         text = self.cache.facts(st, _FACTS_KIND) if stat.S_ISREG(st.st_mode) else None
         if text is None or text == "null":  # not cached, or not ELF: read it
@@ -257,12 +259,11 @@ class Resolver:
         if real_folder is None:
             real_folder = self._real_dirs[folder] = self.source.resolve(folder).inner
         candidate = posixpath.join(real_folder, name)
-        try:  # the folder is already resolved inside the source; lstat follows nothing
-            is_link = bool(name) and stat.S_ISLNK(
-                os.lstat(self.source.host_path(candidate)).st_mode
-            )
-        except OSError:
-            is_link = False
+        try:  # the folder is already resolved: one lstat of the last component
+            st = self.source.lstat(candidate) if name else None
+        except SourceReadError:
+            st = None
+        is_link = st is not None and stat.S_ISLNK(st.st_mode)
         return self.source.resolve(candidate).inner if is_link else candidate
 
     def _names_in(self, folder: str) -> frozenset[str] | None:

@@ -22,14 +22,14 @@ library-ownership work reads the file lists.
 
 from __future__ import annotations
 
+import os
 import sqlite3
-import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from envpack.snapshot.source import Source, SourceReadError
+from envpack.snapshot.source import NotRegularFile, Source, SourceReadError
 
 __all__ = [
     "RPMDB_DIRS",
@@ -220,15 +220,30 @@ def _parse_or_report(hnum: int, blob: bytes, problems: list[str]) -> RpmPackage 
 
 
 def _sqlite_blobs(source: Source, inner: str) -> Iterator[tuple[int, bytes]]:
-    """``(hnum, blob)`` rows, streamed: a distribution's rpmdb can hold 100 MB of headers."""
-    resolved = source.resolve(inner)
-    st = source.lstat(resolved.inner)
-    if st is None:
-        raise RpmdbError(inner, "no such file")
-    if not stat.S_ISREG(st.st_mode):
-        raise RpmdbError(inner, "not a regular file; not opened")
+    """``(hnum, blob)`` rows, streamed: a distribution's rpmdb can hold 100 MB of headers.
+
+    The file is opened through the source (resolved inside a root, never followed out of
+    it) and sqlite reads that very descriptor through ``/proc/self/fd``: a name resolved
+    once and opened again by sqlite could meanwhile point anywhere.
+    """
+    try:
+        fd, _ = source.open_fd(inner)
+    except NotRegularFile as err:
+        raise RpmdbError(inner, f"is a {err.kind}, not a regular file; not opened") from err
+    except SourceReadError as err:
+        reason = str(err).removeprefix(f"{inner}: ")
+        raise RpmdbError(inner, reason) from err
+    try:
+        yield from _rows(inner, f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+def _rows(inner: str, path: str) -> Iterator[tuple[int, bytes]]:
+    if not os.path.exists(path):
+        raise RpmdbError(inner, "cannot open the rpm database: /proc is not mounted")
     # immutable=1: no locks, no journal or WAL replay, nothing written next to the file.
-    uri = f"file:{quote(resolved.host)}?mode=ro&immutable=1"
+    uri = f"file:{quote(path)}?mode=ro&immutable=1"
     try:
         connection = sqlite3.connect(uri, uri=True)
     except sqlite3.Error as err:

@@ -3,11 +3,18 @@
 Every path a probe asks for is an absolute path *inside* the source (``/etc/os-release``).
 For a rootfs, it is resolved the way the kernel would inside a chroot: an absolute symlink
 restarts at the root, ``..`` never climbs above it. So a hostile tree (``etc/x -> /etc/shadow``
-or ``../../../etc/shadow``) can only ever point back into itself.
+or ``../../../etc/shadow``) can only ever point back into itself. The root is held by a
+descriptor and every path is resolved from it (:mod:`envpack.snapshot.rootdir`), never
+opened by a host path: a tree changed *during* the capture (a folder swapped for a symlink
+to the host) cannot make a read leave it.
 
-Files are opened with ``O_NONBLOCK | O_NOFOLLOW`` and checked with ``fstat`` before a byte
-is read: a FIFO, socket or device node where a file was expected raises
-:class:`NotRegularFile` instead of hanging.
+Files are opened with ``O_NONBLOCK | O_NOFOLLOW`` after an ``lstat`` of the very name that
+is opened, and checked with ``fstat`` before a byte is read: a FIFO, socket or device node
+where a file was expected raises :class:`NotRegularFile` instead of hanging, and is never
+opened (opening a device can have effects).
+
+Names cross this interface in recorded form (:mod:`envpack.fsnames`): a file name that is
+not UTF-8 comes out of :meth:`Source.listdir` percent-encoded, and goes back in the same way.
 """
 
 from __future__ import annotations
@@ -20,8 +27,11 @@ import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from envpack.errors import CaptureError, UsageError
+from envpack.fsnames import escape, has_surrogates, unescape
+from envpack.snapshot.rootdir import MAX_SYMLINKS, Located, RootDir
 
 __all__ = [
     "DEFAULT_PATH",
@@ -29,6 +39,7 @@ __all__ = [
     "NotRegularFile",
     "ResolvedPath",
     "Source",
+    "SourceEntry",
     "SourceReadError",
     "expand_glob",
     "file_kind",
@@ -37,8 +48,10 @@ __all__ = [
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """The PATH searched in a rootfs (and on a live host without PATH): Debian's default."""
 
-_MAX_SYMLINKS = 40  # the kernel's own limit (ELOOP)
+_MAX_SYMLINKS = MAX_SYMLINKS
 _DEFAULT_READ_LIMIT = 64 * 1024 * 1024
+# O_NOCTTY: a terminal swapped in between the lstat and the open never becomes ours.
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
 
 
 class SourceReadError(CaptureError):
@@ -80,16 +93,116 @@ class ResolvedPath:
     """A path inside the source after following symlinks."""
 
     inner: str
-    """The absolute path inside the source (``/usr/lib/x86_64-linux-gnu/libc.so.6``)."""
+    """The absolute path inside the source (``/usr/lib/x86_64-linux-gnu/libc.so.6``), in
+    recorded form (:mod:`envpack.fsnames`)."""
     host: str
-    """Where that is on this machine (``ROOT/usr/lib/...``)."""
+    """Where that is on this machine (``ROOT/usr/lib/...``): for messages and benchmarks
+    only. Under a root, opening it by name would race a tree that changes meanwhile;
+    envpack never does (every read goes through :meth:`Source.open_fd` and friends)."""
     escaped: bool = False
     """A symlink tried to climb above the root with ``..`` and was held at the root."""
 
 
+class SourceEntry(Protocol):
+    """What :meth:`Source.scandir` yields: the part of ``os.DirEntry`` probes use."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def path(self) -> str: ...
+
+    def is_symlink(self) -> bool: ...
+
+    def is_dir(self, *, follow_symlinks: bool = True) -> bool: ...
+
+    def is_file(self, *, follow_symlinks: bool = True) -> bool: ...
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result: ...
+
+
+class _HeldFd:
+    """A folder descriptor kept open as long as an entry listed from it may ``fstatat``."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __del__(self) -> None:
+        os.close(self.fd)
+
+
+class _Entry:
+    """A folder entry whose name is in recorded form and whose symlinks resolve inside.
+
+    ``os.DirEntry.is_dir()`` and ``stat()`` follow a symlink by name, from the folder's
+    descriptor: an absolute link would lead out of a root. Here following goes through
+    the source's own resolution; what needs no following is the ``DirEntry``'s (``d_type``
+    or one ``fstatat`` on the held folder descriptor).
+    """
+
+    __slots__ = ("_entry", "_held", "_source", "name", "path")
+
+    def __init__(
+        self, entry: os.DirEntry[str], folder: str, source: Source, held: _HeldFd | None
+    ) -> None:
+        self._entry = entry
+        self._held = held
+        self._source = source
+        self.name = escape(entry.name)
+        self.path = f"{folder.rstrip('/')}/{self.name}"
+
+    def is_symlink(self) -> bool:
+        return self._entry.is_symlink()
+
+    def _followed(self) -> os.stat_result | None:
+        try:
+            return self._source.stat(self.path)
+        except SourceReadError:
+            return None
+
+    def is_dir(self, *, follow_symlinks: bool = True) -> bool:
+        if follow_symlinks and self._source._dir is not None and self._entry.is_symlink():
+            st = self._followed()
+            return st is not None and stat.S_ISDIR(st.st_mode)
+        return self._entry.is_dir(follow_symlinks=follow_symlinks)
+
+    def is_file(self, *, follow_symlinks: bool = True) -> bool:
+        if follow_symlinks and self._source._dir is not None and self._entry.is_symlink():
+            st = self._followed()
+            return st is not None and stat.S_ISREG(st.st_mode)
+        return self._entry.is_file(follow_symlinks=follow_symlinks)
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        if follow_symlinks and self._source._dir is not None and self._entry.is_symlink():
+            st = self._followed()
+            if st is None:
+                raise FileNotFoundError(errno.ENOENT, "no such file", self.path)
+            return st
+        return self._entry.stat(follow_symlinks=follow_symlinks)
+
+
+def _clean(name: str) -> bool:
+    """Whether a name from the file system is already in recorded form (the usual case)."""
+    return "%" not in name and (name.isascii() or not has_surrogates(name))
+
+
+def _read_error(inner: str, err: OSError) -> SourceReadError:
+    if err.errno == errno.ELOOP:
+        return SourceReadError(f"{inner}: too many levels of symbolic links")
+    if err.errno in (errno.ENOENT, errno.ENOTDIR):
+        return SourceReadError(f"{inner}: no such file")
+    return SourceReadError(f"{inner}: {err.strerror}")
+
+
 @dataclass
 class Source:
-    """A filesystem to capture: the live host (``root == "/"``) or a rootfs folder."""
+    """A filesystem to capture: the live host or a rootfs folder.
+
+    Paths given to and returned by every method are inside the source, in recorded form
+    (:mod:`envpack.fsnames`: a name that is not UTF-8 is percent-encoded).
+    """
 
     root: str = "/"
     kind: str = "live"
@@ -99,6 +212,7 @@ class Source:
     _real_folders: dict[str, str] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    _root_dir: RootDir | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def live(cls, environ: Mapping[str, str] | None = None) -> Source:
@@ -112,51 +226,58 @@ class Source:
             raise UsageError(f"--root {folder}: no such folder")
         if not path.is_dir():
             raise UsageError(f"--root {folder}: not a folder")
-        return cls(root=str(path.resolve()), kind="root", description=str(path.resolve()))
+        source = cls(root=str(path.resolve()), kind="root", description=str(path.resolve()))
+        try:  # the folder as given: /proc/PID/root is a container's root, not "/"
+            source._root_dir = RootDir(str(path.absolute()))
+        except OSError as err:
+            raise UsageError(f"--root {folder}: {err.strerror}") from err
+        return source
 
     @property
     def is_live(self) -> bool:
         return self.kind == "live"
 
+    @property
+    def _dir(self) -> RootDir | None:
+        """The held root folder; ``None`` for the live host (plain paths, no race to fear)."""
+        if self._root_dir is None and not self.is_live:
+            self._root_dir = RootDir(self.root)
+        return self._root_dir
+
+    def close(self) -> None:
+        """Close the root folder's descriptor (also done when the source is collected)."""
+        if self._root_dir is not None:
+            self._root_dir.close()
+
     # -- resolution -------------------------------------------------------------------------
 
     def host_path(self, inner: str) -> str:
-        """The host path for an inner path, without following symlinks."""
-        inner = "/" + inner.lstrip("/")
+        """The host path for an inner path, without following symlinks.
+
+        For messages only: under a root, a name opened by host path could lead anywhere
+        once the tree changes; envpack reads through :meth:`open_fd` and friends instead.
+        """
+        inner = "/" + unescape(inner).lstrip("/")
         return inner if self.root == "/" else self.root + inner
 
     def resolve(self, inner: str, *, follow_last: bool = True) -> ResolvedPath:
-        """Follow symlinks inside the source. Missing components are allowed (kept as-is)."""
-        if self.root == "/":
-            real = self._live_realpath(inner, follow_last=follow_last)
-            return ResolvedPath(real, real)
-        pending = [part for part in inner.split("/") if part][::-1]
-        done: list[str] = []
-        links = 0
-        escaped = False
-        while pending:
-            part = pending.pop()
-            if part == ".":
-                continue
-            if part == "..":
-                if done:
-                    done.pop()
-                else:
-                    escaped = True
-                continue
-            host = self.root + "/" + "/".join([*done, part])
-            if (pending or follow_last) and os.path.islink(host):
-                links += 1
-                if links > _MAX_SYMLINKS:
-                    raise SourceReadError(f"{inner}: too many levels of symbolic links")
-                target = os.readlink(host)
-                if target.startswith("/"):
-                    done = []
-                pending.extend([p for p in target.split("/") if p][::-1])
-                continue
-            done.append(part)
-        inner_real = "/" + "/".join(done)
-        return ResolvedPath(inner_real, self.host_path(inner_real), escaped)
+        """Follow symlinks inside the source. Missing components are allowed (kept as-is).
+
+        Raises :class:`SourceReadError` on a symlink loop.
+        """
+        root_dir = self._dir
+        raw = unescape(inner)
+        if root_dir is None:
+            real = self._live_realpath(raw, follow_last=follow_last)
+            return ResolvedPath(escape(real), real)
+        try:
+            walked = root_dir.walk(raw, follow_last=follow_last)
+        except OSError as err:
+            raise _read_error(inner, err) from err
+        walked.close()
+        real = "/" + "/".join(walked.names)
+        host = real if self.root == "/" else self.root + real
+        return ResolvedPath(escape(real), host, walked.escaped)
 
     def _live_realpath(self, path: str, *, follow_last: bool, links: int = 0) -> str:
         """``os.path.realpath`` with the folder part remembered for the whole capture.
@@ -188,10 +309,19 @@ class Source:
             os.path.join(real_head, target), follow_last=True, links=links + 1
         )
 
+    def _locate(self, root_dir: RootDir, inner: str, *, follow: bool) -> Located:
+        try:
+            return root_dir.locate(unescape(inner), follow=follow)
+        except OSError as err:
+            raise _read_error(inner, err) from err
+
     # -- metadata ---------------------------------------------------------------------------
 
     def lstat(self, inner: str) -> os.stat_result | None:
         """``lstat`` of the path itself (parents resolved); ``None`` when it is missing."""
+        root_dir = self._dir
+        if root_dir is not None:
+            return self._located_stat(root_dir, inner, follow=False)
         try:
             return os.lstat(self.resolve(inner, follow_last=False).host)
         except (FileNotFoundError, NotADirectoryError):
@@ -201,12 +331,28 @@ class Source:
 
     def stat(self, inner: str) -> os.stat_result | None:
         """``stat`` after resolving symlinks inside the source; ``None`` when missing."""
+        root_dir = self._dir
+        if root_dir is not None:
+            return self._located_stat(root_dir, inner, follow=True)
         try:
-            return os.stat(self.resolve(inner).host)
+            return os.stat(unescape(inner))
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise _read_error(inner, err) from err
             raise SourceReadError(f"{inner}: {err.strerror}") from err
+
+    @staticmethod
+    def _located_stat(root_dir: RootDir, inner: str, *, follow: bool) -> os.stat_result | None:
+        try:
+            located = root_dir.locate(unescape(inner), follow=follow)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as err:
+            raise _read_error(inner, err) from err
+        located.close()
+        return located.st
 
     def exists(self, inner: str) -> bool:
         try:
@@ -228,39 +374,124 @@ class Source:
         except SourceReadError:
             return None
 
+    @staticmethod
+    def _open_folder(root_dir: RootDir, inner: str) -> int | None:
+        """A readable descriptor of a folder under the root; ``None``: missing or not one."""
+        try:
+            located = root_dir.locate(unescape(inner), follow=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as err:
+            raise _read_error(inner, err) from err
+        try:
+            if located.st is None or not stat.S_ISDIR(located.st.st_mode):
+                return None
+            # O_DIRECTORY: a device or FIFO swapped in meanwhile is refused, never opened.
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            return os.open(located.name, flags, dir_fd=located.dir_fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as err:
+            raise _read_error(inner, err) from err
+        finally:
+            located.close()
+
     def listdir(self, inner: str) -> list[str]:
         """Sorted names in a folder; ``[]`` when it is missing or not a folder."""
+        root_dir = self._dir
+        if root_dir is not None:
+            fd = self._open_folder(root_dir, inner)
+            if fd is None:
+                return []
+            try:
+                names = os.listdir(fd)
+            except OSError as err:
+                raise SourceReadError(f"{inner}: {err.strerror}") from err
+            finally:
+                os.close(fd)
+        else:
+            try:
+                names = os.listdir(self.resolve(inner).host)
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            except OSError as err:
+                raise SourceReadError(f"{inner}: {err.strerror}") from err
+        return sorted(name if _clean(name) else escape(name) for name in names)
+
+    def scandir(self, inner: str) -> Iterator[SourceEntry]:
+        """Entries of a folder (unsorted, like ``os.scandir``); nothing when missing.
+
+        Under a root, following an entry's symlink (``is_dir()``, ``stat()``) resolves
+        inside the root; ``entry.path`` is the path inside the source.
+        """
+        root_dir = self._dir
+        if root_dir is None:
+            yield from self._scandir_live(inner)
+            return
+        fd = self._open_folder(root_dir, inner)
+        if fd is None:
+            return
+        held = _HeldFd(fd)
         try:
-            return sorted(os.listdir(self.resolve(inner).host))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    yield _Entry(entry, inner, self, held)
         except OSError as err:
             raise SourceReadError(f"{inner}: {err.strerror}") from err
 
-    def scandir(self, inner: str) -> Iterator[os.DirEntry[str]]:
-        """Entries of a folder (unsorted, like ``os.scandir``); nothing when missing."""
+    def _scandir_live(self, inner: str) -> Iterator[SourceEntry]:
         try:
             with os.scandir(self.resolve(inner).host) as entries:
-                yield from entries
+                for entry in entries:
+                    yield entry if _clean(entry.name) else _Entry(entry, inner, self, None)
         except (FileNotFoundError, NotADirectoryError):
             return
         except OSError as err:
             raise SourceReadError(f"{inner}: {err.strerror}") from err
 
     def readlink(self, inner: str) -> str | None:
+        """A symlink's target (recorded form); ``None`` when it is not a symlink."""
+        root_dir = self._dir
         try:
-            return os.readlink(self.resolve(inner, follow_last=False).host)
+            if root_dir is None:
+                target = os.readlink(self.resolve(inner, follow_last=False).host)
+            else:
+                located = root_dir.locate(unescape(inner), follow=False)
+                try:
+                    target = os.readlink(located.name, dir_fd=located.dir_fd)
+                finally:
+                    located.close()
         except OSError:
             return None
+        return escape(target)
 
     # -- content ----------------------------------------------------------------------------
 
     def open_fd(self, inner: str) -> tuple[int, os.stat_result]:
         """Open a regular file for reading; the caller closes the descriptor.
 
-        Raises :class:`NotRegularFile` for FIFOs, sockets and devices (never blocking on
+        Raises :class:`NotRegularFile` for FIFOs, sockets and devices (never opening
         them) and :class:`SourceReadError` for a missing or unreadable file.
         """
+        root_dir = self._dir
+        if root_dir is None:
+            return self._open_live(inner)
+        located = self._locate(root_dir, inner, follow=True)
+        try:
+            pre = located.st
+            if pre is None:
+                raise SourceReadError(f"{inner}: no such file")
+            if not stat.S_ISREG(pre.st_mode):
+                raise NotRegularFile(inner, file_kind(pre.st_mode))
+            try:
+                fd = os.open(located.name, _READ_FLAGS, dir_fd=located.dir_fd)
+            except OSError as err:
+                raise self._open_error(inner, err) from err
+        finally:
+            located.close()
+        return self._checked(fd, inner, pre)
+
+    def _open_live(self, inner: str) -> tuple[int, os.stat_result]:
         resolved = self.resolve(inner)
         try:
             pre = os.lstat(resolved.host)
@@ -271,14 +502,26 @@ class Source:
         if not stat.S_ISREG(pre.st_mode):
             raise NotRegularFile(inner, file_kind(pre.st_mode))
         try:
-            fd = os.open(resolved.host, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+            fd = os.open(resolved.host, _READ_FLAGS)
         except OSError as err:
-            reason = "a symlink changed while reading" if err.errno == errno.ELOOP else None
-            raise SourceReadError(f"{inner}: {reason or err.strerror}") from err
+            raise self._open_error(inner, err) from err
+        return self._checked(fd, inner, pre)
+
+    @staticmethod
+    def _open_error(inner: str, err: OSError) -> SourceReadError:
+        reason = "a symlink changed while reading" if err.errno == errno.ELOOP else None
+        return SourceReadError(f"{inner}: {reason or err.strerror}")
+
+    @staticmethod
+    def _checked(fd: int, inner: str, pre: os.stat_result) -> tuple[int, os.stat_result]:
+        """The open file if it is still the regular file looked at before opening it."""
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # swapped between lstat and open
             os.close(fd)
             raise NotRegularFile(inner, file_kind(st.st_mode))
+        if (st.st_dev, st.st_ino) != (pre.st_dev, pre.st_ino):
+            os.close(fd)
+            raise SourceReadError(f"{inner}: the file was replaced while it was opened")
         return fd, st
 
     def read_bytes(self, inner: str, *, limit: int = _DEFAULT_READ_LIMIT) -> bytes:
