@@ -29,6 +29,7 @@ import orjson
 
 from envpack._inputfile import MANIFEST_LIMIT, read_bounded, read_stdin
 from envpack.errors import ManifestError
+from envpack.fsnames import escape, has_surrogates
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -163,10 +164,28 @@ def dumps(manifest: Manifest) -> str:
     plus a newline (a test holds both to it); orjson writes them ~20x faster, which is a
     third of a warm capture's time with the standard library's indenting encoder.
     """
+    document = manifest.to_json()
     try:
-        return orjson.dumps(manifest.to_json(), option=_CANONICAL).decode("utf-8")
-    except TypeError as err:  # a probe put a non-JSON value in a component: a bug
-        raise ValueError(f"manifest holds a value JSON cannot represent: {err}") from err
+        return orjson.dumps(document, option=_CANONICAL).decode("utf-8")
+    except TypeError as err:
+        if "surrogates" not in str(err):  # a probe put a non-JSON value in a component: a bug
+            raise ValueError(f"manifest holds a value JSON cannot represent: {err}") from err
+    # A name with bytes that are not UTF-8 that no probe escaped: record it the same way.
+    return orjson.dumps(escape_surrogates(document), option=_CANONICAL).decode("utf-8")
+
+
+def escape_surrogates(value: Any) -> Any:
+    """``value`` with every string holding a lone surrogate in recorded form (fsnames).
+
+    Keys and values alike; everything else is returned as it is (the same objects).
+    """
+    if isinstance(value, str):
+        return escape(value) if has_surrogates(value) else value
+    if isinstance(value, dict):
+        return {escape_surrogates(k): escape_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [escape_surrogates(item) for item in value]
+    return value
 
 
 def loads(data: bytes | str, *, origin: str = "<manifest>") -> Manifest:
@@ -195,7 +214,12 @@ def loads(data: bytes | str, *, origin: str = "<manifest>") -> Manifest:
         raise ManifestError(f"{origin}: not an envpack manifest (nested too deeply)") from err
     except ValueError as err:  # an integer past Python's digit limit, say
         raise ManifestError(f"{origin}: invalid JSON ({str(err).splitlines()[0]})") from err
+    if _JSON_SURROGATE.search(text) is not None:  # written by something else: no report
+        document = escape_surrogates(document)  # may print a lone surrogate
     return _from_document(document, origin)
+
+
+_JSON_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 # What may follow the decoder's error position when the text is a cut-off JSON document:

@@ -85,7 +85,11 @@ def test_path_order_first_hit_wins(tmp_path: Path, two_dirs: tuple[Path, Path]) 
     assert link["path"] == str(second / "truelink")
     assert link["real_path"] == os.path.realpath("/usr/bin/true")
     assert "version" not in tool
-    assert ctx.issues == []
+    # The FIFO is a silent gap no more; the folder and the non-executable file are.
+    fifo = f"{second}/fifo"
+    assert [(i.path, i.reason) for i in ctx.issues] == [
+        (fifo, f"{fifo}: is a fifo, not a regular file; not a command (never opened)")
+    ]
     _validate(section)
 
 

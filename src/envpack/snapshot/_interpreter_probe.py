@@ -5,6 +5,7 @@
 # `site` may print to stdout before this code starts; envpack reads what follows the last
 # marker. Every optional fact is guarded: a missing sysconfig var or an odd platform gives
 # null, never a crash.
+import codecs
 import json
 import os
 import platform
@@ -14,19 +15,32 @@ MARKER = "@@envpack-interpreter-probe@@"
 PY2 = sys.version_info[0] == 2
 
 
+def _percent(err):
+    bad = bytearray(err.object[err.start : err.end])
+    return "".join("%%%02X" % byte for byte in bad), err.end
+
+
+codecs.register_error("envpack-percent", _percent)
+
+
 def text(value):
-    """A str safe for json.dumps: undecodable path bytes become U+FFFD."""
+    """A path as envpack records it (envpack.fsnames): bytes that are not UTF-8 as %XX.
+
+    A name that is valid UTF-8 and holds no "%" is unchanged; otherwise each "%" becomes
+    "%25" and each undecodable byte "%XX", so the recorded text is lossless.
+    """
     if value is None:
         return None
-    if PY2:
-        if isinstance(value, unicode):  # noqa: F821 - Python 2 only
-            return value
-        return value.decode(sys.getfilesystemencoding() or "utf-8", "replace")
-    try:
-        value.encode("utf-8")
-        return value
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if PY2 and isinstance(value, unicode):  # noqa: F821 - Python 2 only
+        raw = value.encode("utf-8")
+    elif PY2:
+        raw = value
+    else:
+        try:
+            raw = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raw = value.encode("utf-8", "surrogatepass")
+    return raw.replace(b"%", b"%25").decode("utf-8", "envpack-percent")
 
 
 def config_var(name):

@@ -19,12 +19,13 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from envpack.fsnames import escape
 from envpack.snapshot.context import CaptureContext
 from envpack.snapshot.elf import ELF_MAGIC, ElfError, ElfInfo, parse_elf_fd
 from envpack.snapshot.hashcache import HashBatch, cache_for
 from envpack.snapshot.ldso import resolver_for
 from envpack.snapshot.owners import owners_for
-from envpack.snapshot.source import DEFAULT_PATH, Source, SourceReadError
+from envpack.snapshot.source import DEFAULT_PATH, Source, SourceReadError, file_kind
 
 __all__ = ["DEFAULT_PATH", "probe", "search_path"]
 
@@ -60,11 +61,33 @@ def _commands_on_path(ctx: CaptureContext) -> dict[str, tuple[str, os.stat_resul
             try:
                 # A symlink is followed inside the source, never out of it.
                 st = ctx.source.stat(path) if entry.is_symlink() else entry.stat()
-            except (OSError, SourceReadError):
+            except SourceReadError as err:
+                ctx.issue(SECTION, path, str(err))
                 continue
-            if st is not None and stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            except OSError as err:
+                ctx.issue(SECTION, path, f"{path}: {err.strerror}")
+                continue
+            problem = _not_a_command(st)
+            if problem is not None:
+                ctx.issue(SECTION, path, f"{path}: {problem}")
+            elif st is not None and stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
                 found[entry.name] = (path, st)
     return found
+
+
+def _not_a_command(st: os.stat_result | None) -> str | None:
+    """Why a PATH entry is worth an issue; ``None`` for a command or an ordinary non-one.
+
+    A folder or a file without an execute bit is not a command for the shell either:
+    skipped without a word. A dangling symlink, a FIFO, a socket or a device node on PATH
+    is a broken or odd install that would otherwise vanish from the manifest unseen.
+    """
+    if st is None:
+        return "a symlink to nothing in the source; not a command"
+    kind = file_kind(st.st_mode)
+    if kind in ("file", "dir"):
+        return None
+    return f"is a {kind}, not a regular file; not a command (never opened)"
 
 
 def _inspect(fd: int, path: str) -> tuple[ElfInfo | None, str | None]:
@@ -114,7 +137,8 @@ def _version(path: str) -> str | None:
 def _targets(ctx: CaptureContext) -> dict[str, tuple[str, os.stat_result]]:
     """Key → (path, stat): the commands on PATH, then the ``--bin`` extras."""
     targets = _commands_on_path(ctx)
-    for extra in ctx.options.binaries:
+    for raw in ctx.options.binaries:
+        extra = escape(raw)  # a path typed on the command line: recorded form (fsnames)
         inner = extra if extra.startswith("/") else "/" + extra
         st = ctx.source.stat(inner) if ctx.source.is_file(inner) else None
         if st is None:

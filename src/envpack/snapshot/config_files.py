@@ -30,6 +30,7 @@ import pwd
 import stat
 
 from envpack.errors import UsageError
+from envpack.fsnames import escape
 from envpack.manifest import Component
 from envpack.redact import is_secret_file, secret_spans
 from envpack.redact.values import SCAN_LIMIT
@@ -124,17 +125,25 @@ def _candidates(ctx: CaptureContext) -> set[str]:
     for inner in wanted:
         if _present(ctx, inner):
             found.add(inner)
-    for pattern, base in _patterns(ctx):
-        absolute = _absolute(pattern, base, source)
+    for raw_pattern, base in _patterns(ctx):
+        # Matched against names in recorded form (fsnames): a pattern typed with bytes
+        # that are not UTF-8, or with a "%", is escaped the same way.
+        pattern = escape(raw_pattern)
+        absolute = _absolute(raw_pattern, base, source)
+        if absolute is not None:
+            absolute = escape(absolute)
         if absolute is None:
             ctx.issue(SECTION, pattern, "relative path: give a path inside the captured root")
             continue
+        problems: list[SourceReadError] = []  # one per unreadable folder; the rest is read
         try:
-            matches = expand_glob(source, absolute, limit=_MAX_GLOB_MATCHES)
+            matches = expand_glob(source, absolute, limit=_MAX_GLOB_MATCHES, problems=problems)
         except SourceReadError as err:
             ctx.issue(SECTION, pattern, str(err))
             continue
-        if not matches:
+        for problem in problems:
+            ctx.issue(SECTION, pattern, str(problem))
+        if not matches and not problems:
             ctx.issue(SECTION, pattern, "no file matches")
         if len(matches) > _MAX_GLOB_MATCHES:
             ctx.issue(SECTION, pattern, f"more than {_MAX_GLOB_MATCHES} matches; rest skipped")

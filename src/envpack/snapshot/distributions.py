@@ -169,6 +169,9 @@ def _egg(source: Source, location: str, name: str) -> MetadataDir | None:
 
 
 def _is_dir(entry: Any) -> bool:
+    # Silence is right here: an entry that vanished since the listing is not installed,
+    # and a *.dist-info that is not a folder (a stray file) is not a distribution. A
+    # symlink is followed inside the source (Source.scandir's entries).
     try:
         return bool(entry.is_dir())
     except OSError:
@@ -247,9 +250,9 @@ def _name_version_from_dir(name: str) -> tuple[str | None, str | None]:
 
 
 def _read_text(source: Source, path: str, problems: list[str]) -> str | None:
-    """A metadata file's text; unreadable → a problem noted and ``None``."""
-    try:
-        return source.read_text(path, limit=_METADATA_LIMIT)
+    """A metadata file's text; unreadable or past the limit → a problem noted and ``None``."""
+    try:  # whole: a RECORD cut short would silently drop files from the package
+        return source.read_text(path, limit=_METADATA_LIMIT, whole=True)
     except SourceReadError as err:
         problems.append(str(err))
         return None
@@ -281,7 +284,7 @@ def read_distribution(source: Source, md: MetadataDir) -> Distribution:
 
 
 def _from_headers(source: Source, md: MetadataDir) -> Distribution:
-    try:
+    try:  # the headers come first: a long description cut at the limit loses nothing
         text = source.read_text(md.headers_file, limit=_METADATA_LIMIT)
     except SourceReadError as err:
         raise MetadataError(str(err)) from err

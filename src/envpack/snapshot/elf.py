@@ -33,6 +33,7 @@ from elftools.construct import ConstructError
 from elftools.elf.enums import ENUM_E_MACHINE, ENUM_E_TYPE, ENUM_P_TYPE_BASE
 from elftools.elf.structs import ELFStructs
 
+from envpack.fsnames import escape_bytes
 from envpack.snapshot.source import Source, SourceReadError
 
 __all__ = ["ELF_MAGIC", "ElfError", "ElfInfo", "is_elf", "parse_elf", "parse_elf_fd"]
@@ -262,7 +263,7 @@ def _parse(fd: int, head: bytes) -> ElfInfo:
         )
         if p_type == _PT_INTERP:
             data = _pread(fd, min(p_filesz, 4096), p_offset)
-            interp = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            interp = escape_bytes(data.split(b"\0", 1)[0])
         elif p_type == _PT_LOAD:
             loads.append((p_vaddr, p_filesz, p_offset))
         elif p_type == _PT_DYNAMIC:
@@ -364,7 +365,7 @@ def _dynamic(
         left -= len(raw)
         if left < 0:
             raise ElfError(f"dynamic strings longer than {_MAX_DYNAMIC_STRINGS} bytes")
-        return raw.decode("utf-8", "surrogateescape")
+        return escape_bytes(raw)  # a file name: recorded form (envpack.fsnames)
 
     def raw_string(index: int) -> bytes:
         if blob is not None:

@@ -36,6 +36,7 @@ from importlib import resources
 from typing import Any
 
 from envpack.errors import CaptureError, UsageError
+from envpack.fsnames import escape
 from envpack.snapshot.context import CaptureContext
 
 __all__ = [
@@ -84,10 +85,10 @@ def probe(ctx: CaptureContext) -> None:
                 interpreter.key, ctx.source.environ, timeout=ctx.options.interpreter_timeout
             )
         except ProbeFailed as err:
-            ctx.issue(SECTION, interpreter.key, str(err))
+            ctx.issue(SECTION, escape(interpreter.key), str(err))
             continue
         component["primary"] = interpreter.primary
-        section[interpreter.key] = component
+        section[escape(interpreter.key)] = component  # a path: recorded form (fsnames)
 
 
 def timeout_from_environ(environ: Mapping[str, str], default: float) -> float:

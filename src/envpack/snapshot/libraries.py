@@ -121,7 +121,7 @@ def _walk_extensions(ctx: CaptureContext, folder: str) -> list[str]:
                         pending.append(path)
                 elif entry.is_file(follow_symlinks=False) and _is_extension_name(entry.name):
                     found.append(path)
-            except OSError:
+            except OSError:  # vanished since the listing (d_type is known otherwise)
                 continue
     return sorted(found)
 

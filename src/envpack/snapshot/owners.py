@@ -159,12 +159,14 @@ class OwnerIndex:
         base = posixpath.join(location, metadata_dir)
         paths: list[str] = []
         try:
-            text = self.source.read_text_or_none(posixpath.join(base, "RECORD"))
+            text = self.source.read_text_or_none(posixpath.join(base, "RECORD"), whole=True)
             if text is not None:
                 # Only the paths matter here: no per-row entry objects (numpy: 1,000+).
                 paths = [row[0] for row in record_rows(text)]
             else:  # an egg-info lists its files relative to itself
-                text = self.source.read_text_or_none(posixpath.join(base, "installed-files.txt"))
+                text = self.source.read_text_or_none(
+                    posixpath.join(base, "installed-files.txt"), whole=True
+                )
                 location = base
                 paths = [] if text is None else [p for p in text.splitlines() if p.strip()]
         except SourceReadError as err:
@@ -201,7 +203,7 @@ class OwnerIndex:
 
         texts = []
         try:
-            status = self.source.read_text_or_none("/var/lib/dpkg/status")
+            status = self.source.read_text_or_none("/var/lib/dpkg/status", whole=True)
         except SourceReadError as err:
             self.problems.append(("/var/lib/dpkg/status", str(err)))
             status = None
@@ -221,7 +223,7 @@ class OwnerIndex:
                 continue  # a leftover list of a removed package
             owner = {"kind": "dpkg", "name": name, "version": version}
             try:
-                text = self.source.read_text(f"{_DPKG_INFO}/{filename}")
+                text = self.source.read_text(f"{_DPKG_INFO}/{filename}", whole=True)
             except SourceReadError as err:
                 self.problems.append((f"{_DPKG_INFO}/{filename}", str(err)))
                 continue
@@ -230,7 +232,7 @@ class OwnerIndex:
     def _add_apk(self, index: dict[str, Owner]) -> None:
         path = "/lib/apk/db/installed"
         try:
-            text = self.source.read_text_or_none(path)
+            text = self.source.read_text_or_none(path, whole=True)
         except SourceReadError as err:
             self.problems.append((path, str(err)))
             return

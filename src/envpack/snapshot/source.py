@@ -36,6 +36,7 @@ from envpack.snapshot.rootdir import MAX_SYMLINKS, Located, RootDir
 __all__ = [
     "DEFAULT_PATH",
     "FileKind",
+    "FileTooLarge",
     "NotRegularFile",
     "ResolvedPath",
     "Source",
@@ -64,6 +65,17 @@ class NotRegularFile(SourceReadError):
     def __init__(self, path: str, kind: str) -> None:
         super().__init__(f"{path}: is a {kind}, not a regular file; not opened")
         self.kind = kind
+
+
+class FileTooLarge(SourceReadError):
+    """A file that must be read whole (a package database) is past the read limit."""
+
+    def __init__(self, path: str, limit: int) -> None:
+        super().__init__(
+            f"{path}: larger than {limit} bytes; not read (the limit is there "
+            "so that a hostile tree cannot exhaust memory)"
+        )
+        self.limit = limit
 
 
 FileKind = str
@@ -524,18 +536,29 @@ class Source:
             raise SourceReadError(f"{inner}: the file was replaced while it was opened")
         return fd, st
 
-    def read_bytes(self, inner: str, *, limit: int = _DEFAULT_READ_LIMIT) -> bytes:
-        """The content of a regular file, at most ``limit`` bytes."""
+    def read_bytes(
+        self, inner: str, *, limit: int = _DEFAULT_READ_LIMIT, whole: bool = False
+    ) -> bytes:
+        """The content of a regular file, at most ``limit`` bytes.
+
+        With ``whole``, a file longer than ``limit`` raises :class:`FileTooLarge` instead
+        of being cut short: for a database, a silently truncated read is a wrong answer.
+        """
         fd, _ = self.open_fd(inner)
         try:
             with os.fdopen(fd, "rb", closefd=True) as stream:
-                return stream.read(limit)
+                data = stream.read(limit + 1 if whole else limit)
         except OSError as err:
             raise SourceReadError(f"{inner}: {err.strerror}") from err
+        if whole and len(data) > limit:
+            raise FileTooLarge(inner, limit)
+        return data
 
-    def read_text(self, inner: str, *, limit: int = _DEFAULT_READ_LIMIT) -> str:
+    def read_text(
+        self, inner: str, *, limit: int = _DEFAULT_READ_LIMIT, whole: bool = False
+    ) -> str:
         """The content of a text file, decoded as UTF-8 (undecodable bytes replaced)."""
-        return self.read_bytes(inner, limit=limit).decode("utf-8", "replace")
+        return self.read_bytes(inner, limit=limit, whole=whole).decode("utf-8", "replace")
 
     def hostname(self) -> str:
         """The host's name: the live kernel's, else the first word of ``/etc/hostname``.
@@ -547,11 +570,11 @@ class Source:
         words = (self.read_text_or_none("/etc/hostname") or "").split()
         return words[0] if words else ""
 
-    def read_text_or_none(self, inner: str) -> str | None:
+    def read_text_or_none(self, inner: str, *, whole: bool = False) -> str | None:
         """The text of a file, or ``None`` when it does not exist (other errors raise)."""
         try:
-            return self.read_text(inner)
-        except NotRegularFile:
+            return self.read_text(inner, whole=whole)
+        except (NotRegularFile, FileTooLarge):
             raise
         except SourceReadError:
             if self.lstat(inner) is None:
@@ -563,16 +586,44 @@ def _has_magic(part: str) -> bool:
     return any(char in part for char in "*?[")
 
 
-def expand_glob(source: Source, pattern: str, *, limit: int = 5000) -> list[str]:
+def expand_glob(
+    source: Source,
+    pattern: str,
+    *,
+    limit: int = 5000,
+    problems: list[SourceReadError] | None = None,
+) -> list[str]:
     """Paths inside ``source`` matching an absolute glob, sorted.
 
     Shell rules: ``*`` and ``?`` stay within one path part and skip dot-files unless the
     part starts with a dot; ``**`` spans folders but never follows a symlinked folder (no
     loops). Folders are listed through the source, so symlinks never leave a root.
     The walk stops once more than ``limit`` paths matched.
+
+    A folder that cannot be listed raises :class:`SourceReadError`; with ``problems``, it
+    is added there instead and the walk goes on with the other folders.
     """
     parts = [part for part in pattern.split("/") if part]
     results: list[str] = []
+
+    def listing(folder: str) -> list[str]:
+        try:
+            return source.listdir(folder or "/")
+        except SourceReadError as err:
+            if problems is None:
+                raise
+            problems.append(err)
+            return []
+
+    def is_folder(path: str) -> bool:
+        try:
+            st = source.lstat(path)
+        except SourceReadError as err:
+            if problems is None:
+                raise
+            problems.append(err)
+            return False
+        return st is not None and stat.S_ISDIR(st.st_mode)
 
     def walk(prefix: str, index: int) -> None:
         if len(results) > limit:
@@ -584,10 +635,9 @@ def expand_glob(source: Source, pattern: str, *, limit: int = 5000) -> list[str]
         last = index == len(parts) - 1
         if part == "**":
             walk(prefix, index + 1)
-            for name in source.listdir(prefix or "/"):
+            for name in listing(prefix):
                 child = f"{prefix}/{name}"
-                st = source.lstat(child)
-                if not name.startswith(".") and st is not None and stat.S_ISDIR(st.st_mode):
+                if not name.startswith(".") and is_folder(child):
                     walk(child, index)
             return
         if not _has_magic(part):
@@ -597,7 +647,7 @@ def expand_glob(source: Source, pattern: str, *, limit: int = 5000) -> list[str]
             elif source.lstat(child) is not None:
                 results.append(child)
             return
-        for name in source.listdir(prefix or "/"):
+        for name in listing(prefix):
             if name.startswith(".") and not part.startswith("."):
                 continue
             if fnmatch.fnmatchcase(name, part):

@@ -56,7 +56,7 @@ def read_dpkg(ctx: CaptureContext) -> list[Component]:
     """Installed dpkg packages (``var/lib/dpkg/status`` plus pending ``updates/``)."""
     source = ctx.source
     try:
-        status = source.read_text_or_none(DPKG_STATUS)
+        status = source.read_text_or_none(DPKG_STATUS, whole=True)
     except SourceReadError as err:
         ctx.issue(SECTION, DPKG_STATUS, str(err))
         return []
@@ -79,7 +79,7 @@ def _dpkg_updates(ctx: CaptureContext, source: Source) -> list[str]:
     for name in sorted(names, key=int):
         path = f"{DPKG_UPDATES}/{name}"
         try:
-            texts.append(source.read_text(path))
+            texts.append(source.read_text(path, whole=True))
         except SourceReadError as err:
             ctx.issue(SECTION, path, str(err))
     return texts
@@ -88,7 +88,7 @@ def _dpkg_updates(ctx: CaptureContext, source: Source) -> list[str]:
 def read_apk(ctx: CaptureContext) -> list[Component]:
     """Installed apk packages (``lib/apk/db/installed``)."""
     try:
-        text = ctx.source.read_text_or_none(APK_INSTALLED)
+        text = ctx.source.read_text_or_none(APK_INSTALLED, whole=True)
     except SourceReadError as err:
         ctx.issue(SECTION, APK_INSTALLED, str(err))
         return []
