@@ -30,6 +30,7 @@ import stat
 import struct
 from dataclasses import dataclass
 
+from envpack.fsnames import escape_bytes
 from envpack.snapshot.context import CaptureContext
 from envpack.snapshot.elf import ElfInfo, parse_elf_fd
 from envpack.snapshot.hashcache import HashCache, cache_for
@@ -119,7 +120,7 @@ def _cstring(data: bytes, offset: int) -> str:
     if offset >= len(data):
         return ""
     end = data.find(b"\0", offset)
-    return data[offset : end if end >= 0 else len(data)].decode("utf-8", "surrogateescape")
+    return escape_bytes(data[offset : end if end >= 0 else len(data)])  # a path: recorded form
 
 
 class LdSoCache:
@@ -130,7 +131,7 @@ class LdSoCache:
         self.conf_dirs: list[str] = []
         try:
             data = source.read_bytes("/etc/ld.so.cache")
-        except SourceReadError:
+        except SourceReadError:  # the loader too goes on without its cache, silently
             data = b""
         if data:
             self.entries = parse_ld_so_cache(data)
@@ -150,7 +151,7 @@ def read_ld_so_conf(source: Source, path: str = "/etc/ld.so.conf") -> list[str]:
         seen.add(conf)
         try:
             text = source.read_text(conf)
-        except SourceReadError:
+        except SourceReadError:  # as ldconfig: a conf it cannot read adds no folder
             return
         for raw in text.splitlines():
             line = raw.split("#", 1)[0].strip()
@@ -160,7 +161,8 @@ def read_ld_so_conf(source: Source, path: str = "/etc/ld.so.conf") -> list[str]:
             if word == "include":
                 for pattern in rest.split():
                     full = posixpath.join(posixpath.dirname(conf), pattern)
-                    for match in expand_glob(source, full):
+                    # An unlistable include folder adds nothing, as for ldconfig.
+                    for match in expand_glob(source, full, problems=[]):
                         visit(match, depth + 1)
             elif word == "hwcap":
                 continue

@@ -188,7 +188,7 @@ def describe_offline(source: Source, key: str, problems: list[str]) -> dict[str,
     if not facts.config.get("SOABI"):
         facts.config.update(_abi_from_extension_names(source, base_prefix, facts))
     machine = elf_machine(source, real)
-    sys_path = _sys_path(source, facts, prefix, base_prefix, cfg)
+    sys_path = _sys_path(source, facts, prefix, base_prefix, cfg, problems)
     soabi = facts.config.get("SOABI") or None
     ext_suffix = facts.config.get("EXT_SUFFIX") or facts.config.get("SO") or None
     major, minor = facts.xy
@@ -376,7 +376,7 @@ def _version_from_headers(source: Source, prefix: str, facts: _Facts) -> None:
             continue
         try:
             text = source.read_text_or_none(posixpath.join(include, name, "patchlevel.h"))
-        except SourceReadError:
+        except SourceReadError:  # one of several hints at the version; the others decide
             continue
         match = _PY_VERSION_RE.search(text or "")
         parsed = parse_version(match.group(1)) if match else None
@@ -502,7 +502,7 @@ def _is_debian_site(source: Source, stdlib: str) -> bool:
     """Debian patches site.py to use dist-packages; read it to know which scheme applies."""
     try:
         text = source.read_text_or_none(posixpath.join(stdlib, "site.py"))
-    except SourceReadError:
+    except SourceReadError:  # no readable site.py: the upstream scheme, as Python would
         return False
     return text is not None and "dist-packages" in text
 
@@ -549,6 +549,7 @@ def _sys_path(
     prefix: str,
     base_prefix: str,
     cfg: dict[str, str] | None,
+    problems: list[str],
 ) -> list[str]:
     path = _stdlib_path(source, base_prefix, facts)
     debian = _is_debian_site(source, _stdlib_dir(base_prefix, facts))
@@ -560,18 +561,25 @@ def _sys_path(
         for folder in _site_dirs(each, facts, debian=debian, in_venv=in_venv):
             if folder not in path and source.is_dir(folder):
                 path.append(folder)
-                _add_pth_lines(source, folder, path)
+                _add_pth_lines(source, folder, path, problems)
     return path
 
 
-def _add_pth_lines(source: Source, folder: str, path: list[str]) -> None:
+def _add_pth_lines(source: Source, folder: str, path: list[str], problems: list[str]) -> None:
     """``site.addpackage``: path lines of ``*.pth`` files (import lines are code: skipped)."""
-    for name in source.listdir(folder):
+    try:
+        names = source.listdir(folder)
+    except SourceReadError:
+        # The folder stays on sys.path: the python_packages probe lists it and records
+        # why it cannot (one issue, where the packages go missing).
+        return
+    for name in names:
         if not name.endswith(".pth") or name.startswith("."):
             continue
         try:
             text = source.read_text(posixpath.join(folder, name), limit=_SMALL_FILE_LIMIT)
-        except SourceReadError:
+        except SourceReadError as err:  # site.py skips it too, but sys.path may lack entries
+            problems.append(f"{err}; its sys.path lines are not known")
             continue
         for line in text.splitlines():
             if not line.strip() or line.startswith("#"):
@@ -601,10 +609,19 @@ def _site_packages(
         if not source.is_dir(entry):
             continue
         if entry in known or any(
-            n.endswith((".dist-info", ".egg-info")) for n in source.listdir(entry)
+            n.endswith((".dist-info", ".egg-info")) for n in _names_or_none(source, entry)
         ):
             found.append(entry)
     return found
+
+
+def _names_or_none(source: Source, folder: str) -> list[str]:
+    # Unlistable: not taken for a site folder here; it is on sys_path, where the
+    # python_packages probe lists it and records why it cannot.
+    try:
+        return source.listdir(folder)
+    except SourceReadError:
+        return []
 
 
 # -- tags and markers -----------------------------------------------------------------------

@@ -71,7 +71,7 @@ def _lib_dirs(source: Source, machine: str | None) -> list[str]:
         found.append(base)
         try:
             names = source.listdir(base)
-        except SourceReadError:
+        except SourceReadError:  # the base folder is still searched; detect_libc reports it
             continue
         triplets = [n for n in names if "-linux-" in n and source.is_dir(f"{base}/{n}")]
         found.extend(f"{base}/{n}" for n in sorted(triplets, key=native_first))
