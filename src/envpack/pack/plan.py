@@ -11,9 +11,11 @@ generated last, for every ``.py`` the image ships.
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import shlex
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -405,23 +407,24 @@ class _Planner:
         runner = self._compiler()
         if runner is None:
             return
-        jobs = []
+        jobs: list[bytecode.CompileJob] = []
         groups: dict[str, str] = {}
-        for path in sorted(py_paths):
-            found = files.get(path)
-            if found is None or found.source_path is None:
-                continue
-            host = self._host_path(found)
-            if host is None:
-                continue
-            jobs.append(bytecode.CompileJob(host, path, found.entry.mtime))
-            groups[path] = found.group
-        compiled, failed = bytecode.compile_sources(
-            runner,
-            jobs,
-            cache_dir=_pyc_cache(self.options) if self.options.use_cache else None,
-            progress=lambda done, total: self.progress("bytecode", done, total),
-        )
+        with tempfile.TemporaryDirectory(prefix="envpack-py-") as copies:
+            for path in sorted(py_paths):
+                found = files.get(path)
+                if found is None or found.source_path is None:
+                    continue
+                host = self._host_path(found, copies, len(jobs))
+                if host is None:
+                    continue
+                jobs.append(bytecode.CompileJob(host, path, found.entry.mtime))
+                groups[path] = found.group
+            compiled, failed = bytecode.compile_sources(
+                runner,
+                jobs,
+                cache_dir=_pyc_cache(self.options) if self.options.use_cache else None,
+                progress=lambda done, total: self.progress("bytecode", done, total),
+            )
         if failed:
             shown = ", ".join(failed[:5])
             self.notes.append(
@@ -432,13 +435,25 @@ class _Planner:
             group = f"bytecode:{groups[item.job.image_path]}"
             files.add_generated(item.pyc_path, item.data, group, replace_existing=True)
 
-    def _host_path(self, planned: PlannedFile) -> str | None:
+    def _host_path(self, planned: PlannedFile, copies: str, index: int) -> str | None:
+        """Where the compiler reads a ``.py``: a host path it may open by name.
+
+        Under ``--root`` that is a private copy of the bytes read through the source's
+        descriptors: the tree's own path, opened by name by another process, could lead
+        out of the root if the tree changed meanwhile.
+        """
         if planned.group == "app":
             return planned.source_path
         try:
-            return self.source.resolve(planned.entry.path).host
+            if self.source.is_live:
+                return self.source.resolve(planned.entry.path).host
+            data = self.source.read_bytes(planned.entry.path, whole=True)
         except SourceReadError:
             return None
+        copy = os.path.join(copies, f"{index}.py")
+        with open(copy, "wb") as stream:
+            stream.write(data)
+        return copy
 
     def _compiler(self) -> bytecode.InterpreterInfo | None:
         implementation = str(self.interp.get("implementation") or "cpython")
