@@ -105,3 +105,36 @@ def test_user_who_cannot_reach_the_interpreter(tmp_path: Path) -> None:
         manifest, Source.rootfs(root), PlanOptions(use_cache=False, bytecode=False, user="root")
     )
     assert plan.interpreter
+
+
+def test_secret_config_needs_include_secrets_and_app_is_placed(tmp_path: Path) -> None:
+    root = _root(tmp_path)
+    (root / "etc/app.ini").write_text("[db]\npassword = hunter2\n")
+    manifest = _manifest(_interpreter("/opt/py/bin/python3.11"))
+    manifest.sections["config_files"] = {
+        "/etc/app.ini": {
+            "path": "/etc/app.ini",
+            "type": "file",
+            "size": 24,
+            "sha256": None,
+            "fingerprint": "hmac-sha256:00",
+            "keys": {"db.password": "hmac-sha256:11"},
+        }
+    }
+    app = tmp_path / "app"
+    (app / "pkg").mkdir(parents=True)
+    (app / "pkg/main.py").write_text("print('hi')\n")
+    options = PlanOptions(use_cache=False, bytecode=False, apps=[(str(app), "/srv/app")])
+    plan = plan_image(manifest, Source.rootfs(root), options)
+    assert plan.secret_configs == ("/etc/app.ini",)
+    assert "/etc/app.ini" not in plan.paths()
+    assert any(e.path == "/etc/app.ini" and "secret" in e.reason for e in plan.excluded)
+    app_file = next(p for p in plan.files if p.entry.path == "/srv/app/pkg/main.py")
+    assert app_file.group == "app"
+    assert app_file.entry.open is not None
+    with app_file.entry.open() as stream:
+        assert stream.read() == b"print('hi')\n"
+    with_secrets = PlanOptions(use_cache=False, bytecode=False, include_secrets=True)
+    plan = plan_image(manifest, Source.rootfs(root), with_secrets)
+    assert plan.secret_configs == ("/etc/app.ini",)
+    assert "/etc/app.ini" in plan.paths()

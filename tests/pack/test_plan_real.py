@@ -275,6 +275,21 @@ def test_plan_is_deterministic(dev_manifest: Manifest, dev_plan: Plan, pyc_cache
     assert again.excluded == dev_plan.excluded
 
 
+def test_included_binary_brings_its_closure(dev_manifest: Manifest, pyc_cache: Path) -> None:
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("no curl on this host to include")
+    needed = parse_elf(Source.live(), os.path.realpath(curl))
+    assert needed is not None
+    options = PlanOptions(include=[curl], cache_dir=pyc_cache, bytecode=False)
+    plan = plan_image(dev_manifest, Source.live(), options)
+    assert _resolve_in_plan(plan, curl) == os.path.realpath(curl)
+    origins = {p.origin for p in plan.files}
+    assert {f"library:{name}" for name in needed.needed} <= origins
+    groups = {p.group for p in plan.files if p.entry.path == os.path.realpath(curl)}
+    assert groups and all(g.startswith("syslib:") for g in groups)  # by owning package
+
+
 def test_user_who_cannot_reach_the_interpreter(dev_manifest: Manifest, pyc_cache: Path) -> None:
     real = os.path.realpath(str(_primary(dev_manifest)["executable"]))
     blocked = [p for p in Path(real).parents if p.stat().st_mode & 0o001 == 0]

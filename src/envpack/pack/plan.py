@@ -361,7 +361,9 @@ class _Planner:
 
     def owners_and_database(self) -> None:
         """Group system files by owning package; write the image's package database."""
-        owners = OwnerIndex(self.source, None, self.cache)
+        # No hash cache here: its owner memo holds every capture's answers and loading it
+        # costs more than reading the package file lists once.
+        owners = OwnerIndex(self.source, None, None)
         packages: set[str] = set()
         for planned in list(self.files.items()):
             if planned.source_path is None:
