@@ -124,12 +124,24 @@ def test_secret_config_needs_include_secrets_and_app_is_placed(tmp_path: Path) -
     app = tmp_path / "app"
     (app / "pkg").mkdir(parents=True)
     (app / "pkg/main.py").write_text("print('hi')\n")
-    options = PlanOptions(use_cache=False, bytecode=False, apps=[(str(app), "/srv/app")])
+    (app / "pkg/big.log").write_text("x" * 100)
+    (root / "data").mkdir()
+    os.symlink("data", root / "srv")  # DEST under a symlinked folder of the tree
+    options = PlanOptions(
+        use_cache=False,
+        bytecode=False,
+        apps=[(str(app), "/srv/app")],
+        exclude=["/data/app/pkg/*.log"],
+    )
     plan = plan_image(manifest, Source.rootfs(root), options)
     assert plan.secret_configs == ("/etc/app.ini",)
     assert "/etc/app.ini" not in plan.paths()
     assert any(e.path == "/etc/app.ini" and "secret" in e.reason for e in plan.excluded)
-    app_file = next(p for p in plan.files if p.entry.path == "/srv/app/pkg/main.py")
+    app_file = next(p for p in plan.files if p.entry.path == "/data/app/pkg/main.py")
+    assert {p.entry.kind for p in plan.files if p.entry.path == "/srv"} == {"symlink"}
+    assert ("/data/app/pkg/big.log", 100, "--exclude /data/app/pkg/*.log") in {
+        (e.path, e.size, e.reason) for e in plan.excluded
+    }
     assert app_file.group == "app"
     assert app_file.entry.open is not None
     with app_file.entry.open() as stream:

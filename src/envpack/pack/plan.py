@@ -180,23 +180,27 @@ class _Planner:
     def apps(self) -> None:
         """The application folders, at their own path or at DEST."""
         for host, dest in self.options.apps:
-            app_source = Source.rootfs(host)
-            app_files = FileSet(app_source, self.options.source_date_epoch, self.rules)
+            # DEST resolved inside the image's tree: no entry may sit below a symlink.
+            target = self.files.add_parents("/" + dest.strip("/") + "/x", "app", "app") or "/"
+            prefix = target.rstrip("/")
+
+            def excluder(path: str, size: int, prefix: str = prefix) -> str | None:
+                return self.rules(prefix + path, size)  # globs match image paths
+
+            app_files = FileSet(Source.rootfs(host), self.options.source_date_epoch, excluder)
             app_files.add_path("/", "app", "app", walk=True)
-            target = "/" + dest.strip("/")
-            self.files.add_parents(target + "/x", "app", "app")
             for planned in app_files.finish():
                 entry = planned.entry
-                path = target if entry.path == "/" else target.rstrip("/") + entry.path
                 if entry.path == "/" and target == "/":
                     continue
                 moved = replace(
                     planned,
-                    entry=replace(entry, path=path),
+                    entry=replace(entry, path=prefix + entry.path if entry.path != "/" else target),
                     source_path=host.rstrip("/") + entry.path,
                 )
                 self.files.put(moved)
-            self.files.excluded.extend(app_files.excluded)
+            for left_out in app_files.excluded:
+                self.files.exclude(prefix + left_out.path, left_out.size, left_out.reason)
             self.notes.extend(app_files.skipped)
 
     def includes(self) -> None:
