@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 _CHUNK = 1024 * 1024
+_SIZE_DIGITS = 20  # 2**64 has 20 digits
 # Parts of a compiled extension's file name after the module name: "_speedups.cpython-311-…".
 _MODULE_SUFFIXES = (".py", ".so", ".pyd", ".pyc")
 
@@ -68,8 +69,31 @@ class VerifyResult:
 
 
 def record_rows(text: str) -> list[list[str]]:
-    """The CSV rows of a RECORD file that name a path (blank rows dropped)."""
-    return [row for row in csv.reader(text.splitlines()) if row and row[0]]
+    """The CSV rows of a RECORD file that name a path (blank rows dropped).
+
+    A row the csv module refuses (a field past its 128 KiB limit: no installer writes
+    one) is dropped and the next row read, rather than losing the whole file.
+    """
+    rows: list[list[str]] = []
+    reader = csv.reader(text.splitlines())
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return rows
+        except csv.Error:
+            continue
+        if row and row[0]:
+            rows.append(row)
+
+
+def _size(field: str) -> int | None:
+    """A RECORD size: ASCII digits ("²".isdigit() is true but int() refuses it), and few
+    enough of them for int() (Python refuses more than 4,300); negatives are not sizes."""
+    text = field.strip()
+    if text.isascii() and text.isdigit() and len(text) <= _SIZE_DIGITS:
+        return int(text)
+    return None
 
 
 def rows_size(rows: list[list[str]]) -> int:
@@ -81,10 +105,7 @@ def rows_size(rows: list[list[str]]) -> int:
     total = 0
     for row in rows:
         if len(row) > 2:
-            text = row[2].strip()
-            # isascii: "²".isdigit() is true but int() refuses it; negatives are not sizes.
-            if text.isascii() and text.isdigit():
-                total += int(text)
+            total += _size(row[2]) or 0
     return total
 
 
@@ -100,11 +121,7 @@ def entries_from_rows(rows: list[list[str]]) -> list[RecordEntry]:
             value = value.strip()
             if sep and name and value:
                 algorithm, digest = name.lower(), value
-        size = None
-        if width > 2:
-            text = row[2].strip()
-            if text.isascii() and text.isdigit():
-                size = int(text)
+        size = _size(row[2]) if width > 2 else None
         entries.append(RecordEntry(row[0], algorithm, digest, size))
     return entries
 
