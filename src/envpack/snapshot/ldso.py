@@ -50,6 +50,7 @@ _NEW_HEADER = 48
 _NEW_ENTRY = 24
 _OLD_ENTRY = 12
 _MAX_CONF_DEPTH = 16
+_PATH_MAX = 4096
 _FACTS_KIND = "elf/1"
 """Hash-cache facts: ElfInfo.to_cache(), or "null" for a file that is not ELF."""
 
@@ -117,10 +118,12 @@ def parse_ld_so_cache(data: bytes) -> dict[str, list[str]]:
 
 
 def _cstring(data: bytes, offset: int) -> str:
+    """The NUL-terminated string at ``offset``; "" when there is none within PATH_MAX
+    (every entry of a hostile cache may point at one endless string: no copy of it each)."""
     if offset >= len(data):
         return ""
-    end = data.find(b"\0", offset)
-    return escape_bytes(data[offset : end if end >= 0 else len(data)])  # a path: recorded form
+    end = data.find(b"\0", offset, offset + _PATH_MAX)
+    return "" if end < 0 else escape_bytes(data[offset:end])  # a path: recorded form
 
 
 class LdSoCache:

@@ -17,8 +17,14 @@ from envpack.snapshot.source import Source, SourceReadError
 __all__ = ["LibcInfo", "detect_libc", "glibc_version_from_bytes", "musl_version_from_bytes"]
 
 _LIB_DIRS = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/lib32", "/usr/lib32")
-# The glibc banner; "version 2.36" ends it (older releases: "version 2.17, by Roland …").
-_GLIBC_BANNER = re.compile(rb"GNU C Library[^\n\0]*? version (\d+\.\d+(?:\.\d+)?)")
+# The glibc banner: "GNU C Library (Debian GLIBC 2.36-9) stable release version 2.36."
+# (older releases: "version 2.17, by Roland …"). Found from its "version" end, looking
+# back at most _BANNER_GAP bytes for its start on the same line: a pattern with a lazy
+# gap after "GNU C Library" rescans a run of those words from each one (18 s for 56 KB,
+# and a libc may be 16 MB).
+_BANNER_START = b"GNU C Library"
+_BANNER_VERSION = re.compile(rb" version (\d+\.\d+(?:\.\d+)?)")
+_BANNER_GAP = 256
 # In musl's loader the version is a lone NUL-terminated string, e.g. "\x001.2.4\x00".
 _MUSL_VERSION = re.compile(rb"\x00(1\.\d+\.\d+)\x00")
 _APK_VERSION = re.compile(r"^\d+(?:\.\d+)*")
@@ -39,8 +45,19 @@ class LibcInfo:
 
 
 def glibc_version_from_bytes(data: bytes) -> str | None:
-    match = _GLIBC_BANNER.search(data)
-    return match.group(1).decode("ascii") if match else None
+    """The version of the first glibc banner in ``data``; one pass over it."""
+    if _BANNER_START not in data:
+        return None
+    for match in _BANNER_VERSION.finditer(data):
+        at = match.start()
+        window_start = max(0, at - _BANNER_GAP - len(_BANNER_START))
+        start = data.rfind(_BANNER_START, window_start, at)
+        if start < 0:
+            continue
+        gap = data[start + len(_BANNER_START) : at]
+        if b"\n" not in gap and b"\0" not in gap:
+            return match.group(1).decode("ascii")
+    return None
 
 
 def musl_version_from_bytes(data: bytes) -> str | None:

@@ -83,6 +83,7 @@ _WANTED = frozenset(
 # rpm's own sanity limits for a header (header_internal.h: HEADER_TAGS_MAX, HEADER_DATA_MAX).
 _MAX_INDEX_ENTRIES = 0x0000FFFF
 _MAX_DATA_LENGTH = 0x0FFFFFFF
+_MAX_FILE_LIST_CHARS = 64 * 1024 * 1024
 _ENTRY = struct.Struct(">iiii")
 _PREAMBLE = struct.Struct(">ii")
 
@@ -303,9 +304,15 @@ def _file_list(reader: _Store) -> tuple[str, ...]:
     if len(dirindexes) != len(basenames):
         raise RpmHeaderError(f"{len(basenames)} file names but {len(dirindexes)} folder indexes")
     paths: list[str] = []
+    # Each name is joined to a folder name that many names may share: a small hostile
+    # header can ask for terabytes of paths. Real packages list a few MB (texlive: ~8).
+    left = _MAX_FILE_LIST_CHARS
     for base, where in zip(basenames, dirindexes):
         if not 0 <= where < len(dirnames):
             raise RpmHeaderError(f"folder index {where} out of range")
+        left -= len(dirnames[where]) + len(base)
+        if left < 0:
+            raise RpmHeaderError(f"file list longer than {_MAX_FILE_LIST_CHARS >> 20} MiB")
         paths.append(dirnames[where] + base)
     return tuple(sorted(paths))
 
