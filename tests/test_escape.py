@@ -251,3 +251,6 @@ def test_json_reports_never_write_nan_or_infinity() -> None:
     # A lone surrogate and a 80-bit integer take the standard library's path.
     slow = indented_json({"a": [float("nan"), "\udc80", 2**80, {"b": (float("inf"),)}]})
     assert json.loads(slow, parse_constant=refuse) == {"a": [None, "\udc80", 2**80, {"b": [None]}]}
+    # strict (SARIF): a lone surrogate, in a value or a key, becomes visible text.
+    strict = indented_json({"k\udc80": ["\udc80", float("nan")]}, strict=True)
+    assert json.loads(strict, parse_constant=refuse) == {"k\\udc80": ["\\udc80", None]}

@@ -159,6 +159,8 @@ def check_all(result: DiffResult, paths: dict[str, str] | None = None) -> None:
         elif format_id in {"json", "sarif"}:
             document = check_json(report)
             if format_id == "sarif":
+                # Every string is whole Unicode (I-JSON): no lone surrogate survives.
+                json.dumps(document, ensure_ascii=False).encode("utf-8")
                 errors = [f"{list(e.path)}: {e.message}" for e in _SARIF.iter_errors(document)]
                 assert not errors, errors
         elif format_id == "html":

@@ -16,7 +16,8 @@ One run, tool ``envpack``; one rule per (section, kind) that occurs, e.g.
 
 The result's notes become the invocation's ``toolExecutionNotifications``. Messages, which
 viewers display, are one printable line with no embedded link
-(:func:`~envpack._escape.for_sarif_text`); ``properties`` keep the manifests' values exact.
+(:func:`~envpack._escape.for_sarif_text`); ``properties`` keep the manifests' values exact,
+but for a lone surrogate (an undecodable file name), written as visible ``\\udcXX`` text.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class SarifReporter:
         """Environment name → the manifest file it came from, as given on the command line."""
 
     def render(self, result: DiffResult, *, color: bool = False) -> str:
-        return indented_json(self.document(result), sort_keys=False)
+        # strict: code-scanning services parse with strict Unicode; no lone surrogate.
+        return indented_json(self.document(result), sort_keys=False, strict=True)
 
     def document(self, result: DiffResult) -> dict[str, Any]:
         threshold = result.verdict.threshold
