@@ -220,7 +220,7 @@ _TEXT = st.text(
 @pytest.mark.fuzz
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("fmt", sorted(PARSERS))
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=_TEXT)
 def test_fuzz_config_parsers(fmt: str, text: str) -> None:
     """Any text: keys within the limits or a ConfigParseError, nothing else."""
@@ -260,7 +260,7 @@ _PEM_PIECES = st.sampled_from(
 
 @pytest.mark.fuzz
 @pytest.mark.timeout(60)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pieces=st.lists(_PEM_PIECES | st.binary(max_size=20), max_size=40))
 def test_fuzz_pem_scanner(pieces: list[bytes]) -> None:
     data = b"".join(pieces)

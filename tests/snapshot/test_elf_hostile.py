@@ -166,7 +166,7 @@ _DYN = st.lists(
 
 @pytest.mark.fuzz
 @pytest.mark.timeout(60)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     phdrs=st.lists(_PHDRS, max_size=12),
     entries=_DYN,
