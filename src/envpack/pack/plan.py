@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from envpack.errors import PackError
@@ -46,7 +47,7 @@ from envpack.pack.preflight import (
     parse_user,
     primary_interpreter,
 )
-from envpack.snapshot.hashcache import HashCache
+from envpack.snapshot.hashcache import HashCache, default_cache_dir
 from envpack.snapshot.ldso import Resolver
 from envpack.snapshot.owners import OwnerIndex
 from envpack.snapshot.record import record_rows, resolve_record_path
@@ -529,9 +530,8 @@ def _pyc_source(path: str) -> str:
     return path[:-1]
 
 
-def _pyc_cache(options: PlanOptions) -> Any:
-    from envpack.snapshot.hashcache import default_cache_dir
-
+def _pyc_cache(options: PlanOptions) -> Path:
+    """Where compiled pycs are kept between builds: beside the hash cache."""
     return options.cache_dir or default_cache_dir()
 
 
