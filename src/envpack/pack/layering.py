@@ -1,0 +1,199 @@
+"""Split a plan's files into image layers by owner and change rate.
+
+Layers are ordered from what changes least to what changes most, so a rebuild after an
+application change re-sends only the top layers:
+
+1. ``base`` — the generated ``/etc`` files, ``/tmp``, the package database;
+2. system libraries by owning package (``syslib:<package>``); packages smaller than
+   :data:`SMALL_LAYER` together in one ``syslib:small`` layer, with the dynamic loader;
+3. ``python`` — the interpreter and its standard library;
+4. ``site-packages`` — third-party distributions;
+5. ``app`` — the application;
+6. ``config`` — the captured config files;
+7. ``envpack`` — the captured manifest (new at every capture).
+
+Bytecode goes with the sources it was compiled from (``bytecode:<group>``). A hardlinked
+file and its links always share one layer (a link entry may only name a file of its own
+layer), and whatever the input there are at most ``max_layers`` layers: the smallest
+pair of neighbouring layers is merged until the count fits, which keeps the order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from envpack.errors import PackError
+from envpack.oci.tarlayer import TarEntry
+from envpack.pack.plan import PlannedFile
+
+__all__ = ["MAX_LAYERS", "SMALL_LAYER", "LayerGroup", "group_files", "layer_name", "tar_order"]
+
+MAX_LAYERS = 100
+"""Docker refuses images deeper than ~125 layers; 100 leaves room for layers built on top."""
+
+SMALL_LAYER = 5 * 1024 * 1024
+"""Below 5 MiB a package's own layer costs more than it saves: every layer is one more
+download round trip, one more overlay mount and one more cache key, and nix and
+nix2container users measured layers this small to defeat caching rather than help it
+(BUILD-NOTES.md). Smaller system packages share one layer."""
+
+# Bottom to top: what changes least first. Names not listed (a group a newer planner
+# invents) go just below the application.
+_ORDER = ("base", "syslib", "python", "site-packages", "other", "app", "config", "envpack")
+_SMALL_SYSLIBS = "syslib:small"
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """The files of one layer, with the name its history entry and report show."""
+
+    name: str
+    files: tuple[PlannedFile, ...]
+
+    @property
+    def size(self) -> int:
+        """Bytes of file content (uncompressed)."""
+        return sum(f.entry.size for f in self.files if f.entry.kind == "file")
+
+    def entries(self) -> list[TarEntry]:
+        """The tar entries of this layer, in the order the tar writer wants them."""
+        return sorted((f.entry for f in self.files), key=lambda e: tar_order(e.path))
+
+
+def tar_order(path: str) -> tuple[str, ...]:
+    """The order of entries in a layer: by path component, so parents come first."""
+    return tuple(part for part in path.split("/") if part)
+
+
+def layer_name(group: str) -> str:
+    """The layer a planner group belongs to (before small packages are merged)."""
+    if group.startswith("bytecode:"):
+        group = group[len("bytecode:") :]
+    if group in ("interpreter", "stdlib"):
+        return "python"
+    if group == "loader":
+        return _SMALL_SYSLIBS
+    return group
+
+
+def _tier(name: str) -> int:
+    head = name.split(":", 1)[0]
+    return _ORDER.index(head) if head in _ORDER else _ORDER.index("other")
+
+
+def group_files(
+    files: Iterable[PlannedFile],
+    *,
+    max_layers: int = MAX_LAYERS,
+    small_layer: int = SMALL_LAYER,
+) -> list[LayerGroup]:
+    """``files`` as at most ``max_layers`` non-empty layers, bottom layer first."""
+    if max_layers < 1:
+        raise ValueError("max_layers must be at least 1")
+    by_name: dict[str, list[PlannedFile]] = {}
+    for planned in files:
+        by_name.setdefault(layer_name(planned.group), []).append(planned)
+    _keep_hardlinks_together(by_name)
+    _merge_small_syslibs(by_name, small_layer)
+    names = sorted((n for n in by_name if by_name[n]), key=lambda n: (_tier(n), n))
+    groups = [LayerGroup(n, tuple(by_name[n])) for n in names]
+    groups = _fit(groups, max_layers)
+    return [LayerGroup(g.name, _relink(g.files)) for g in groups]
+
+
+def _merge_small_syslibs(by_name: dict[str, list[PlannedFile]], small_layer: int) -> None:
+    small = [
+        name
+        for name, members in by_name.items()
+        if name.startswith("syslib:")
+        and name != _SMALL_SYSLIBS
+        and sum(f.entry.size for f in members if f.entry.kind == "file") < small_layer
+    ]
+    for name in sorted(small):
+        by_name.setdefault(_SMALL_SYSLIBS, []).extend(by_name.pop(name))
+
+
+def _keep_hardlinks_together(by_name: dict[str, list[PlannedFile]]) -> None:
+    """Move every hardlink into the layer of the file it links to."""
+    home: dict[str, str] = {}
+    for name, members in by_name.items():
+        for planned in members:
+            if planned.entry.kind != "hardlink":
+                home[planned.entry.path] = name
+    for name in list(by_name):
+        staying: list[PlannedFile] = []
+        for planned in by_name[name]:
+            entry = planned.entry
+            if entry.kind != "hardlink":
+                staying.append(planned)
+                continue
+            target = home.get(entry.linkname)
+            if target is None:
+                raise PackError(
+                    f"{entry.path} is a hardlink to {entry.linkname}, which the image does not hold"
+                )
+            if target == name:
+                staying.append(planned)
+            else:
+                by_name[target].append(planned)
+        by_name[name] = staying
+
+
+def _relink(files: Sequence[PlannedFile]) -> tuple[PlannedFile, ...]:
+    """Make the first path of each hardlink set (in tar order) the file, the rest links.
+
+    A tar link entry must follow the file it names; the planner chose the file by its
+    own order, which the move between layers or another sort may have broken.
+    """
+    sets: dict[str, list[PlannedFile]] = {}
+    for planned in files:
+        if planned.entry.kind == "hardlink":
+            sets.setdefault(planned.entry.linkname, []).append(planned)
+    if not sets:
+        return tuple(files)
+    by_path = {f.entry.path: f for f in files}
+    replaced: dict[str, PlannedFile] = {}
+    for target, links in sets.items():
+        original = by_path[target]
+        members = sorted([original, *links], key=lambda f: tar_order(f.entry.path))
+        first = members[0]
+        if first is original:
+            continue
+        replaced[first.entry.path] = dataclasses.replace(
+            first, entry=dataclasses.replace(original.entry, path=first.entry.path)
+        )
+        for other in members[1:]:
+            replaced[other.entry.path] = dataclasses.replace(
+                other,
+                entry=dataclasses.replace(
+                    other.entry,
+                    kind="hardlink",
+                    linkname=first.entry.path,
+                    size=0,
+                    open=None,
+                ),
+            )
+    return tuple(replaced.get(f.entry.path, f) for f in files)
+
+
+def _fit(groups: list[LayerGroup], max_layers: int) -> list[LayerGroup]:
+    """Merge the smallest pair of neighbours until ``max_layers`` layers remain.
+
+    Neighbours of one tier (two system packages) merge first: the application or the
+    config, small as they are, keep their own layer as long as any tier has two.
+    """
+    groups = list(groups)
+    while len(groups) > max_layers:
+        pairs = [
+            i for i in range(len(groups) - 1) if _tier(groups[i].name) == _tier(groups[i + 1].name)
+        ]
+        if not pairs:
+            pairs = list(range(len(groups) - 1))
+        low = min(pairs, key=lambda i: (groups[i].size + groups[i + 1].size, i))
+        first, second = groups[low], groups[low + 1]
+        # "a..c": the layers from a through c, in order; names stay short after many merges.
+        name = f"{first.name.split('..')[0]}..{second.name.split('..')[-1]}"
+        groups[low : low + 2] = [LayerGroup(name, first.files + second.files)]
+    return groups
