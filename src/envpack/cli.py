@@ -322,6 +322,228 @@ def diff(
     raise typer.Exit(result.verdict.exit_code)
 
 
+def _parse_env(items: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or "\0" in item:
+            raise UsageError(f"--env {item!r}: expected NAME=VALUE")
+        env[name] = value
+    return env
+
+
+def _parse_app(item: str) -> tuple[str, str]:
+    """``DIR`` (placed at its own absolute path) or ``DIR:DEST``."""
+    folder, sep, dest = item.partition(":")
+    where = Path(folder)
+    if not where.is_dir():
+        raise UsageError(f"--app {item!r}: {folder} is not a folder")
+    absolute = str(where.resolve())
+    if sep and not dest.startswith("/"):
+        raise UsageError(f"--app {item!r}: the destination must be an absolute path")
+    return absolute, (dest.rstrip("/") or "/") if sep else absolute
+
+
+def _parse_command(option: str, text: Optional[str]) -> Optional[tuple[str, ...]]:
+    """A JSON array (``'["python", "-m", "app"]'``) or shell words (``'python -m app'``)."""
+    if text is None:
+        return None
+    import json
+    import shlex
+
+    if text.lstrip().startswith("["):
+        try:
+            words = json.loads(text)
+        except ValueError as err:
+            raise UsageError(f"{option}: not a JSON array: {err}") from None
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise UsageError(f"{option}: a JSON array of strings is expected")
+        return tuple(words)
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as err:
+        raise UsageError(f"{option}: {err}") from None
+
+
+class _BuildProgress:
+    """rich progress bars on stderr, one per phase, made as phases start."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bytes_phases = {"compressing", "writing"}
+        self.bars = Progress(
+            TextColumn("{task.description:<12}"),
+            BarColumn(),
+            TextColumn("{task.fields[amount]}"),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        )
+        self._download = DownloadColumn()
+        self._tasks: dict[str, Any] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        task = self._tasks.get(phase)
+        if task is None:
+            task = self._tasks[phase] = self.bars.add_task(phase, total=total or None, amount="")
+        if phase in self._bytes_phases:
+            amount = f"{done / 1e6:.0f}/{total / 1e6:.0f} MB"
+        else:
+            amount = f"{done}/{total}"
+        self.bars.update(task, completed=done, total=total or None, amount=amount)
+
+
+@app.command()
+def build(
+    manifest: Annotated[
+        Path, typer.Argument(help="The manifest to build (from `envpack capture`).")
+    ],
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "-o",
+            "--output",
+            help="Where the image goes (default: MANIFEST's name with .oci, .tar or "
+            ".rootfs; none with --load alone).",
+        ),
+    ] = None,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="oci (an OCI image layout folder), tar (one archive for `docker load` and "
+            "skopeo) or rootfs (a plain tree for chroot, bwrap, podman --rootfs).",
+        ),
+    ] = "oci",
+    root: Annotated[
+        Optional[Path],
+        typer.Option("--root", help="Read files from this rootfs folder (a --root capture)."),
+    ] = None,
+    apps: Annotated[
+        Optional[list[str]],
+        typer.Option("--app", help="Application folder, at its own path or at DEST (DIR[:DEST])."),
+    ] = None,
+    entrypoint: Annotated[
+        Optional[str],
+        typer.Option(
+            "--entrypoint",
+            help="Entrypoint: shell words or a JSON array (default: the primary interpreter).",
+        ),
+    ] = None,
+    cmd: Annotated[
+        Optional[str],
+        typer.Option("--cmd", help="Command (arguments of the entrypoint): shell words or JSON."),
+    ] = None,
+    workdir: Annotated[
+        Optional[str],
+        typer.Option("--workdir", help="Working folder (default: the first --app's DEST)."),
+    ] = None,
+    env: Annotated[
+        Optional[list[str]],
+        typer.Option("--env", help="Set NAME=VALUE in the image (repeatable)."),
+    ] = None,
+    user: Annotated[str, typer.Option("--user", help="Run as this user (name or uid[:gid]).")] = "",
+    tag: Annotated[
+        Optional[str], typer.Option("--tag", help="Image name, NAME:TAG (for --load and tar).")
+    ] = None,
+    exclude: Annotated[
+        Optional[list[str]],
+        typer.Option("--exclude", help="Leave out image paths matching this glob (repeatable)."),
+    ] = None,
+    include: Annotated[
+        Optional[list[str]],
+        typer.Option("--include", help="Also pack this file, binary or folder (repeatable)."),
+    ] = None,
+    include_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--include-secrets", help="Pack config files whose keys look secret (named anyway)."
+        ),
+    ] = False,
+    allow_drift: Annotated[
+        bool,
+        typer.Option("--allow-drift", help="Pack files that changed since the capture."),
+    ] = False,
+    load: Annotated[
+        bool, typer.Option("--load", help="Load the image into Docker (DOCKER_HOST honoured).")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing OUT.")] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Hash every file again; ignore the hash cache.")
+    ] = False,
+    report: Annotated[
+        Optional[Path],
+        typer.Option("--report", help="Write the build report here as JSON (atomically)."),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="No progress or summary on stderr.")
+    ] = False,
+) -> None:
+    """Pack the environment a manifest describes into a reproducible image.
+
+    \b
+    The image holds the primary interpreter, its Python packages, the shared libraries
+    they load, the binaries named, the application and its config; the same manifest and
+    files give the same image digest (SOURCE_DATE_EPOCH sets the time, default 1980).
+    Exit codes: 0 built; 2 bad input (one line on stderr; nothing is left behind).
+    """
+    from envpack.pack.build import BuildOptions, source_date_epoch
+    from envpack.pack.build import build as run_build
+
+    formats = {"oci": ".oci", "tar": ".tar", "rootfs": ".rootfs"}
+    if output_format not in formats:
+        raise UsageError(f"--format {output_format!r}: choose oci, tar or rootfs")
+    if output is None and not load:
+        stem = manifest.name[: -len(".json")] if manifest.name.endswith(".json") else manifest.name
+        output = Path(stem + formats[output_format])
+    options = BuildOptions(
+        output=output,
+        format=output_format,  # type: ignore[arg-type]  # checked just above
+        root=root,
+        apps=tuple(_parse_app(a) for a in apps or ()),
+        entrypoint=_parse_command("--entrypoint", entrypoint),
+        cmd=_parse_command("--cmd", cmd),
+        workdir=workdir,
+        env=_parse_env(env or []),
+        user=user,
+        tag=tag,
+        exclude=tuple(exclude or ()),
+        include=tuple(include or ()),
+        include_secrets=include_secrets,
+        allow_drift=allow_drift,
+        load=load,
+        force=force,
+        use_cache=not no_cache,
+        source_date_epoch=source_date_epoch(os.environ),
+    )
+    if quiet:
+        result = run_build(manifest, options)
+    else:
+        bars = _BuildProgress()
+        with bars.bars:
+            result = run_build(manifest, options, progress=bars)
+    if report is not None:
+        import orjson
+
+        from envpack._atomic import write_atomic
+
+        write_atomic(
+            report,
+            orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+            + b"\n",
+        )
+    if not quiet:
+        for line in result.summary():
+            err_console.print(line, markup=False)
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the manifest format."""

@@ -1,0 +1,411 @@
+"""Build an image from a manifest: plan → layers → OCI image → the chosen output.
+
+This is the orchestration behind ``envpack build``; the file set comes from
+:mod:`envpack.pack.plan`, the layer split from :mod:`envpack.pack.layering`, the bytes of
+layers, config and layouts from :mod:`envpack.oci`. Everything is written in a workspace
+beside OUT (:mod:`envpack.pack.workspace`) and renamed into place at the end, so a failed
+or interrupted build leaves neither OUT nor temporary files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import io
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from envpack.errors import PackError, UsageError
+from envpack.manifest import Manifest, loads
+from envpack.oci.image import Image
+from envpack.oci.tarlayer import TarEntry
+from envpack.pack.layering import LayerGroup, group_files
+from envpack.pack.plan import DEFAULT_EPOCH, Plan, PlannedFile, PlanOptions, plan_image
+from envpack.pack.workspace import Workspace, workspace
+from envpack.snapshot.source import Source
+
+__all__ = [
+    "MANIFEST_LABEL",
+    "MANIFEST_PATH",
+    "BuildOptions",
+    "BuildReport",
+    "LayerReport",
+    "OutputFormat",
+    "Progress",
+    "build",
+    "source_date_epoch",
+]
+
+OutputFormat = Literal["oci", "tar", "rootfs"]
+Progress = Callable[[str, int, int], None]
+"""``(phase, done, total)``: phases ``reading``, ``hashing`` (from the plan),
+``compressing`` and ``writing`` (bytes of file content)."""
+
+MANIFEST_PATH = "/.envpack/manifest.json"
+MANIFEST_LABEL = "io.envpack.manifest.digest"
+_MANIFEST_GROUP = "envpack"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything ``envpack build`` was asked for, besides the manifest."""
+
+    output: Path | None = None
+    """Where the image goes; ``None`` only with ``load`` (nothing is kept on disk)."""
+    format: OutputFormat = "oci"
+    root: Path | None = None
+    apps: Sequence[tuple[str, str]] = ()
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    workdir: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    user: str = ""
+    tag: str | None = None
+    exclude: Sequence[str] = ()
+    include: Sequence[str] = ()
+    include_secrets: bool = False
+    allow_drift: bool = False
+    load: bool = False
+    force: bool = False
+    use_cache: bool = True
+    source_date_epoch: int = DEFAULT_EPOCH
+    docker_client: Any = None
+    """A Docker SDK client for ``load``; ``None``: from the environment (``DOCKER_HOST``)."""
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One layer of the image as the report shows it."""
+
+    group: str
+    files: int
+    size: int
+    """Compressed bytes (0 for a rootfs-only build, which compresses nothing)."""
+    uncompressed_size: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What a build made and what it left out, for stderr and ``--report FILE``."""
+
+    output: str | None
+    format: str
+    image_digest: str | None
+    """The digest of the image manifest (what a registry names the image by)."""
+    config_digest: str | None
+    manifest_digest: str
+    layers: tuple[LayerReport, ...]
+    excluded: tuple[tuple[str, int, str], ...]
+    dlopen_added: tuple[str, ...]
+    secret_configs: tuple[str, ...]
+    drift: tuple[tuple[str, str], ...]
+    tag: str | None
+    loaded_image_id: str | None
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "output": self.output,
+            "format": self.format,
+            "image_digest": self.image_digest,
+            "config_digest": self.config_digest,
+            "manifest_digest": self.manifest_digest,
+            "layers": [dataclasses.asdict(layer) for layer in self.layers],
+            "excluded": [
+                {"path": path, "size": size, "reason": reason}
+                for path, size, reason in self.excluded
+            ],
+            "dlopen_added": list(self.dlopen_added),
+            "secret_configs": list(self.secret_configs),
+            "drift": [{"path": path, "reason": reason} for path, reason in self.drift],
+            "tag": self.tag,
+            "loaded_image_id": self.loaded_image_id,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def summary(self) -> list[str]:
+        """The lines printed on stderr (paths may hold anything: print them as text)."""
+        lines = [f"{'layer':<28} {'files':>7} {'size':>10} {'compressed':>10}  digest"]
+        for layer in self.layers:
+            short = layer.digest.split(":")[-1][:12] if layer.digest else "-"
+            lines.append(
+                f"{layer.group:<28} {layer.files:>7} {_human(layer.uncompressed_size):>10} "
+                f"{_human(layer.size) if layer.size else '-':>10}  {short}"
+            )
+        excluded = sum(size for _, size, _ in self.excluded)
+        lines.append(
+            f"excluded {len(self.excluded)} files ({_human(excluded)}); "
+            f"dlopen additions: {', '.join(self.dlopen_added) or 'none'}"
+        )
+        if self.secret_configs:
+            lines.append("config files with secret-looking keys: " + ", ".join(self.secret_configs))
+        if self.drift:
+            lines.append(f"packed despite drift (--allow-drift): {len(self.drift)} files")
+        if self.image_digest:
+            lines.append(f"image {self.image_digest}")
+        if self.loaded_image_id:
+            lines.append(f"loaded into Docker as {self.tag or self.loaded_image_id}")
+        where = f" → {self.output}" if self.output else ""
+        lines.append(f"built {self.format} in {self.seconds:.1f} s{where}")
+        return lines
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def source_date_epoch(environ: Mapping[str, str]) -> int:
+    """``SOURCE_DATE_EPOCH`` when set (an integer ≥ 0), else the fixed default."""
+    text = environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not text:
+        return DEFAULT_EPOCH
+    if not text.isdigit():
+        raise UsageError(f"SOURCE_DATE_EPOCH must be a whole number of seconds, not {text!r}")
+    return int(text)
+
+
+def _source(manifest: Manifest, root: Path | None, origin: str) -> Source:
+    kind = manifest.meta.source_kind
+    if root is not None:
+        if not root.is_dir():
+            raise UsageError(f"--root {root}: not a folder")
+        return Source.rootfs(root)
+    if kind == "root":
+        raise UsageError(
+            f"{origin} was captured from the folder {manifest.meta.source!r}: "
+            "give that folder with --root DIR"
+        )
+    if kind not in ("live", ""):
+        raise UsageError(f"{origin} was captured from an {kind}; building from it needs --root")
+    return Source.live()
+
+
+def _manifest_file(data: bytes, epoch: int) -> PlannedFile:
+    entry = TarEntry(
+        path=MANIFEST_PATH,
+        kind="file",
+        mode=0o644,
+        mtime=epoch,
+        size=len(data),
+        open=lambda: io.BytesIO(data),
+    )
+    return PlannedFile(entry=entry, group=_MANIFEST_GROUP, origin="generated")
+
+
+class _Counter:
+    """Thread-safe running totals for one progress phase (workers report from threads)."""
+
+    def __init__(self, progress: Progress | None, phase: str, total: int) -> None:
+        self._progress = progress
+        self._phase = phase
+        self._total = total
+        self._done = 0
+        self._lock = threading.Lock()
+        if progress is not None:
+            progress(phase, 0, total)
+
+    def add(self, amount: int) -> None:
+        if self._progress is None:
+            return
+        with self._lock:
+            self._done += amount
+            self._progress(self._phase, min(self._done, self._total), self._total)
+
+
+def build(
+    manifest_path: Path, options: BuildOptions, progress: Progress | None = None
+) -> BuildReport:
+    """Build the image of ``manifest_path`` as ``options`` say; raise ``EnvpackError``s."""
+    started = time.monotonic()
+    out = options.output
+    if out is None and not options.load:
+        raise UsageError("give -o OUT, or --load to load the image into Docker only")
+    if out is not None and os.path.lexists(out) and not options.force:
+        raise UsageError(f"{out} exists; give --force to replace it")
+    if options.format == "rootfs" and options.load and out is None:
+        raise UsageError("--format rootfs needs -o OUT")
+    try:
+        raw = manifest_path.read_bytes()
+    except OSError as err:
+        raise UsageError(f"cannot read {manifest_path}: {err.strerror or err}") from None
+    manifest = loads(raw, origin=str(manifest_path))
+    source = _source(manifest, options.root, str(manifest_path))
+    plan = plan_image(
+        manifest,
+        source,
+        PlanOptions(
+            apps=tuple(options.apps),
+            include=tuple(options.include),
+            exclude=tuple(options.exclude),
+            include_secrets=options.include_secrets,
+            allow_drift=options.allow_drift,
+            user=options.user,
+            source_date_epoch=options.source_date_epoch,
+            progress=progress,
+        ),
+    )
+    files = [f for f in plan.files if f.entry.path != MANIFEST_PATH]
+    files.append(_manifest_file(raw, options.source_date_epoch))
+    groups = group_files(files)
+    # Without -o (only --load) the workspace sits in the working folder.
+    anchor = out if out is not None else Path(f".envpack-load-{os.getpid()}")
+    try:
+        with workspace(anchor) as space:
+            result = _produce(space, plan, groups, options, progress)
+    except OSError as err:
+        raise _disk_error(err, anchor) from None
+    return dataclasses.replace(
+        result,
+        manifest_digest=plan.manifest_digest or f"sha256:{hashlib.sha256(raw).hexdigest()}",
+        seconds=time.monotonic() - started,
+    )
+
+
+def _disk_error(err: OSError, out: Path) -> PackError:
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return PackError(f"cannot write {out}: {err.strerror} (the build was removed)")
+    where = f"{err.filename}: " if err.filename else ""
+    return PackError(f"build failed: {where}{err.strerror or err}")
+
+
+def _history(group: LayerGroup) -> str:
+    return f"envpack build: {group.name} ({len(group.files)} files)"
+
+
+def _produce(
+    space: Workspace,
+    plan: Plan,
+    groups: list[LayerGroup],
+    options: BuildOptions,
+    progress: Progress | None,
+) -> BuildReport:
+    out = options.output
+    image: Image | None = None
+    if options.format != "rootfs" or options.load:
+        image = _make_image(space, plan, groups, options, progress)
+        layer_reports = [
+            LayerReport(
+                group=g.name,
+                files=len(g.files),
+                size=layer.size,
+                uncompressed_size=layer.uncompressed_size,
+                digest=str(layer.digest),
+            )
+            for g, layer in zip(groups, image.layers)
+        ]
+    else:
+        layer_reports = [LayerReport(g.name, len(g.files), 0, g.size, "") for g in groups]
+    staged = space.path("output")
+    if out is not None:
+        _write_output(staged, image, groups, options, progress, _annotations(plan, options))
+    loaded = None
+    if options.load and image is not None:
+        from envpack.oci.archive import write_image_archive
+        from envpack.oci.daemon import load_into_docker
+
+        archive = staged if out is not None and options.format == "tar" else None
+        if archive is None:
+            archive = space.path("load.tar")
+            write_image_archive(image, archive, repo_tag=options.tag)
+        loaded = load_into_docker(archive, client=options.docker_client)
+    if out is not None:
+        space.commit(staged, force=options.force)
+    return BuildReport(
+        output=str(out) if out is not None else None,
+        format=options.format,
+        image_digest=str(image.manifest.digest) if image is not None else None,
+        config_digest=str(image.config.digest) if image is not None else None,
+        manifest_digest=plan.manifest_digest,
+        layers=tuple(layer_reports),
+        excluded=tuple((e.path, e.size, e.reason) for e in plan.excluded),
+        dlopen_added=tuple(plan.dlopen_added),
+        secret_configs=tuple(plan.secret_configs),
+        drift=tuple((d.path, d.reason) for d in plan.drift),
+        tag=options.tag,
+        loaded_image_id=loaded,
+        seconds=0.0,
+    )
+
+
+def _annotations(plan: Plan, options: BuildOptions) -> dict[str, str]:
+    return {
+        "org.opencontainers.image.created": _rfc3339(options.source_date_epoch),
+        MANIFEST_LABEL: plan.manifest_digest,
+    }
+
+
+def _make_image(
+    space: Workspace,
+    plan: Plan,
+    groups: list[LayerGroup],
+    options: BuildOptions,
+    progress: Progress | None,
+) -> Image:
+    """Compress the layers (in parallel) into the workspace and assemble the image."""
+    from envpack.oci.image import ImageSpec, assemble
+    from envpack.oci.layer import build_layers
+
+    blobs = space.path("blobs")
+    blobs.mkdir()
+    counter = _Counter(progress, "compressing", sum(g.size for g in groups))
+    layers = build_layers([g.entries() for g in groups], blobs, progress=counter.add)
+    entrypoint = options.entrypoint if options.entrypoint is not None else (plan.interpreter,)
+    spec = ImageSpec(
+        entrypoint=entrypoint,
+        cmd=options.cmd or (),
+        env={**plan.env, **options.env},
+        workdir=options.workdir if options.workdir is not None else _default_workdir(options),
+        user=options.user,
+        labels={MANIFEST_LABEL: plan.manifest_digest},
+        created=options.source_date_epoch,
+        history=[_history(g) for g in groups],
+    )
+    return assemble(spec, layers, annotations=_annotations(plan, options))
+
+
+def _write_output(
+    staged: Path,
+    image: Image | None,
+    groups: list[LayerGroup],
+    options: BuildOptions,
+    progress: Progress | None,
+    annotations: Mapping[str, str],
+) -> None:
+    """Write the chosen output format at ``staged`` (inside the workspace)."""
+    if options.format == "rootfs":
+        from envpack.pack.rootfs import write_tree
+
+        counter = _Counter(progress, "writing", sum(g.size for g in groups))
+        write_tree([g.entries() for g in groups], staged, progress=counter.add)
+        return
+    if image is None:
+        raise PackError(f"internal: no image assembled for --format {options.format}")
+    if options.format == "oci":
+        from envpack.oci.layout import write_oci_layout
+
+        write_oci_layout(image, staged, ref_name=options.tag, annotations=annotations)
+    else:
+        from envpack.oci.archive import write_image_archive
+
+        write_image_archive(image, staged, repo_tag=options.tag)
+
+
+def _default_workdir(options: BuildOptions) -> str:
+    """The application's folder when there is one (so ``--cmd app.py`` finds it)."""
+    return options.apps[0][1] if options.apps else ""
+
+
+def _rfc3339(epoch: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
