@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from envpack.errors import PackError, UsageError
 from envpack.manifest import Manifest, loads
-from envpack.oci.image import Image
+from envpack.oci.image import Image, ImageSpec
 from envpack.oci.tarlayer import TarEntry
 from envpack.pack.layering import LayerGroup, group_files
 from envpack.pack.plan import DEFAULT_EPOCH, Plan, PlannedFile, PlanOptions, plan_image
@@ -109,6 +109,12 @@ class BuildReport:
     tag: str | None
     loaded_image_id: str | None
     seconds: float
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    """The image's environment, sorted (also what a rootfs is to be run with)."""
+    workdir: str = ""
+    user: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -128,6 +134,13 @@ class BuildReport:
             "tag": self.tag,
             "loaded_image_id": self.loaded_image_id,
             "seconds": round(self.seconds, 3),
+            "config": {
+                "entrypoint": list(self.entrypoint),
+                "cmd": list(self.cmd),
+                "env": dict(self.env),
+                "workdir": self.workdir,
+                "user": self.user,
+            },
         }
 
     def summary(self) -> list[str]:
@@ -322,6 +335,7 @@ def _produce(
         loaded = load_into_docker(archive, client=options.docker_client)
     if out is not None:
         space.commit(staged, force=options.force)
+    spec = _spec(plan, groups, options)
     return BuildReport(
         output=str(out) if out is not None else None,
         format=options.format,
@@ -336,6 +350,11 @@ def _produce(
         tag=options.tag,
         loaded_image_id=loaded,
         seconds=0.0,
+        entrypoint=tuple(spec.entrypoint),
+        cmd=tuple(spec.cmd),
+        env=tuple(spec.env.items()),
+        workdir=spec.workdir,
+        user=spec.user,
     )
 
 
@@ -354,25 +373,28 @@ def _make_image(
     progress: Progress | None,
 ) -> Image:
     """Compress the layers (in parallel) into the workspace and assemble the image."""
-    from envpack.oci.image import ImageSpec, assemble
+    from envpack.oci.image import assemble
     from envpack.oci.layer import build_layers
 
     blobs = space.path("blobs")
     blobs.mkdir()
     counter = _Counter(progress, "compressing", sum(g.size for g in groups))
     layers = build_layers([g.entries() for g in groups], blobs, progress=counter.add)
+    return assemble(_spec(plan, groups, options), layers, annotations=_annotations(plan, options))
+
+
+def _spec(plan: Plan, groups: list[LayerGroup], options: BuildOptions) -> ImageSpec:
     entrypoint = options.entrypoint if options.entrypoint is not None else (plan.interpreter,)
-    spec = ImageSpec(
+    return ImageSpec(
         entrypoint=entrypoint,
         cmd=options.cmd or (),
-        env={**plan.env, **options.env},
+        env=dict(sorted({**plan.env, **options.env}.items())),
         workdir=options.workdir if options.workdir is not None else _default_workdir(options),
         user=options.user,
         labels={MANIFEST_LABEL: plan.manifest_digest},
         created=options.source_date_epoch,
         history=[_history(g) for g in groups],
     )
-    return assemble(spec, layers, annotations=_annotations(plan, options))
 
 
 def _write_output(
