@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from envpack.errors import PackError
-from envpack.oci.tarlayer import TarEntry
+from envpack.oci.tarlayer import TarEntry, ordered_entries
 from envpack.pack.layering import SMALL_LAYER, LayerGroup, group_files, tar_order
 from envpack.pack.plan import PlannedFile
 
@@ -83,11 +83,6 @@ def test_unknown_group_sits_below_the_application() -> None:
     assert _names(groups) == ["base", "future-thing", "app"]
 
 
-def test_entries_are_in_tar_order_parents_first() -> None:
-    group = group_files([_file("/a/b/z", "app"), _file("/a/b.x", "app"), _file("/a/a", "app")])[0]
-    assert [e.path for e in group.entries()] == ["/a/a", "/a/b/z", "/a/b.x"]
-
-
 def test_hardlink_follows_its_file_into_that_layer() -> None:
     files = [
         _file("/opt/py/bin/python3.11", "interpreter", 1000),
@@ -99,17 +94,17 @@ def test_hardlink_follows_its_file_into_that_layer() -> None:
     assert _paths(groups["site-packages"]) == {"/venv/lib/site-packages/x.py"}
 
 
-def test_hardlink_sorted_before_its_file_becomes_the_file() -> None:
-    original = _file("/usr/bin/python3.11", "interpreter", 7)
-    files = [original, _link("/usr/bin/python3", "/usr/bin/python3.11", "interpreter")]
-    (group,) = group_files(files)
-    entries = group.entries()
-    assert [(e.path, e.kind, e.linkname, e.size) for e in entries] == [
-        ("/usr/bin/python3", "file", "", 7),
-        ("/usr/bin/python3.11", "hardlink", "/usr/bin/python3", 0),
+def test_every_layer_repeats_the_plans_parent_folders() -> None:
+    root_dir = PlannedFile(TarEntry(path="/root", kind="dir", mode=0o700), "base", "generated")
+    files = [
+        root_dir,
+        _file("/root/.pyenv/versions/3.11/bin/python3.11", "interpreter"),
+        _file("/root/app/main.py", "app"),
     ]
-    assert entries[0].open is not None
-    assert entries[0].open().read() == b"x" * 7
+    groups = {g.name: g for g in group_files(files)}
+    for name in ("base", "python", "app"):
+        assert root_dir in groups[name].files, name
+    assert _paths(groups["app"]) == {"/root", "/root/app/main.py"}
 
 
 def test_hardlink_to_a_file_the_image_lacks_is_refused() -> None:
@@ -164,7 +159,7 @@ def _planned_sets(draw: st.DrawFn) -> list[PlannedFile]:
             files.append(_link(path, target.entry.path, draw(_GROUPS)))
         else:
             size = draw(st.integers(0, 2 * SMALL_LAYER))
-            entry = TarEntry(path=path, kind="file", mode=0o644, size=size)
+            entry = TarEntry(path=path, kind="file", mode=0o644, size=size, open=io.BytesIO)
             files.append(PlannedFile(entry=entry, group=draw(_GROUPS), origin="x"))
     return files
 
@@ -181,12 +176,11 @@ def test_any_input_fits_and_keeps_links_within_a_layer(
     for group in groups:
         assert group.files
         seen: set[str] = set()
-        for entry in group.entries():
+        for entry in ordered_entries(group.entries()):
             if entry.kind == "hardlink":
                 assert entry.linkname in seen, (entry.path, entry.linkname)
             else:
                 seen.add(entry.path)
-    # Content bytes are kept: one file per hardlink set, with the original size.
     assert sum(g.size for g in groups) == sum(f.entry.size for f in files if f.entry.kind == "file")
 
 

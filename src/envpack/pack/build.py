@@ -279,6 +279,12 @@ def build(
             result = _produce(space, plan, groups, options, progress)
     except OSError as err:
         raise _disk_error(err, anchor) from None
+    except PackError as err:
+        # The oci writers say which of their files failed; a full disk is about OUT.
+        cause = err.__cause__
+        if isinstance(cause, OSError) and cause.errno in _DISK_FULL:
+            raise _disk_error(cause, anchor) from None
+        raise
     return dataclasses.replace(
         result,
         manifest_digest=plan.manifest_digest or f"sha256:{hashlib.sha256(raw).hexdigest()}",
@@ -286,8 +292,11 @@ def build(
     )
 
 
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 def _disk_error(err: OSError, out: Path) -> PackError:
-    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    if err.errno in _DISK_FULL:
         return PackError(f"cannot write {out}: {err.strerror} (the build was removed)")
     where = f"{err.filename}: " if err.filename else ""
     return PackError(f"build failed: {where}{err.strerror or err}")

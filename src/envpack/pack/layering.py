@@ -14,14 +14,15 @@ application change re-sends only the top layers:
 
 Bytecode goes with the sources it was compiled from (``bytecode:<group>``). A hardlinked
 file and its links always share one layer (a link entry may only name a file of its own
-layer), and whatever the input there are at most ``max_layers`` layers: the smallest
-pair of neighbouring layers is merged until the count fits, which keeps the order.
+layer); a layer repeats the plan's entries of the folders above its files, so a folder's
+mode (``/root`` 0700, ``/tmp`` 1777) is the same whichever layer is on top. And whatever
+the input there are at most ``max_layers`` layers: the smallest pair of neighbouring
+layers is merged until the count fits, which keeps the order.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from envpack.errors import PackError
@@ -58,8 +59,8 @@ class LayerGroup:
         return sum(f.entry.size for f in self.files if f.entry.kind == "file")
 
     def entries(self) -> list[TarEntry]:
-        """The tar entries of this layer, in the order the tar writer wants them."""
-        return sorted((f.entry for f in self.files), key=lambda e: tar_order(e.path))
+        """The tar entries of this layer (the tar writer orders them)."""
+        return [f.entry for f in self.files]
 
 
 def tar_order(path: str) -> tuple[str, ...]:
@@ -100,7 +101,8 @@ def group_files(
     names = sorted((n for n in by_name if by_name[n]), key=lambda n: (_tier(n), n))
     groups = [LayerGroup(n, tuple(by_name[n])) for n in names]
     groups = _fit(groups, max_layers)
-    return [LayerGroup(g.name, _relink(g.files)) for g in groups]
+    dirs = {f.entry.path: f for g in groups for f in g.files if f.entry.kind == "dir"}
+    return [LayerGroup(g.name, _with_parents(g.files, dirs)) for g in groups]
 
 
 def _merge_small_syslibs(by_name: dict[str, list[PlannedFile]], small_layer: int) -> None:
@@ -141,41 +143,24 @@ def _keep_hardlinks_together(by_name: dict[str, list[PlannedFile]]) -> None:
         by_name[name] = staying
 
 
-def _relink(files: Sequence[PlannedFile]) -> tuple[PlannedFile, ...]:
-    """Make the first path of each hardlink set (in tar order) the file, the rest links.
+def _with_parents(
+    files: tuple[PlannedFile, ...], dirs: dict[str, PlannedFile]
+) -> tuple[PlannedFile, ...]:
+    """``files`` plus the plan's own entries of their parent folders, where it has them.
 
-    A tar link entry must follow the file it names; the planner chose the file by its
-    own order, which the move between layers or another sort may have broken.
+    The tar writer adds a missing parent as a 0755 folder, and in a container the upper
+    layer's copy of a folder wins: ``/root`` (0700) or ``/tmp`` (1777) would change as soon
+    as a later layer holds anything below them. Repeating the plan's entry keeps them.
     """
-    sets: dict[str, list[PlannedFile]] = {}
+    have = {f.entry.path for f in files}
+    extra: dict[str, PlannedFile] = {}
     for planned in files:
-        if planned.entry.kind == "hardlink":
-            sets.setdefault(planned.entry.linkname, []).append(planned)
-    if not sets:
-        return tuple(files)
-    by_path = {f.entry.path: f for f in files}
-    replaced: dict[str, PlannedFile] = {}
-    for target, links in sets.items():
-        original = by_path[target]
-        members = sorted([original, *links], key=lambda f: tar_order(f.entry.path))
-        first = members[0]
-        if first is original:
-            continue
-        replaced[first.entry.path] = dataclasses.replace(
-            first, entry=dataclasses.replace(original.entry, path=first.entry.path)
-        )
-        for other in members[1:]:
-            replaced[other.entry.path] = dataclasses.replace(
-                other,
-                entry=dataclasses.replace(
-                    other.entry,
-                    kind="hardlink",
-                    linkname=first.entry.path,
-                    size=0,
-                    open=None,
-                ),
-            )
-    return tuple(replaced.get(f.entry.path, f) for f in files)
+        parent = planned.entry.path.rsplit("/", 1)[0]
+        while parent and parent not in have and parent not in extra:
+            if parent in dirs:
+                extra[parent] = dirs[parent]
+            parent = parent.rsplit("/", 1)[0]
+    return files + tuple(extra[p] for p in sorted(extra, key=tar_order))
 
 
 def _fit(groups: list[LayerGroup], max_layers: int) -> list[LayerGroup]:

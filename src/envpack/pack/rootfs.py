@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from envpack.errors import PackError
-from envpack.oci.tarlayer import TarEntry
+from envpack.oci.tarlayer import TarEntry, ordered_entries
 from envpack.pack.layering import tar_order
 
 __all__ = ["write_tree"]
@@ -45,7 +45,8 @@ def write_tree(
     as_root = os.geteuid() == 0
     folders: dict[tuple[str, ...], TarEntry | None] = {(): None}
     for layer in layers:
-        for entry in sorted(layer, key=lambda e: tar_order(e.path)):
+        # The order, implied parents and hardlink roles exactly as the layer's tar has them.
+        for entry in ordered_entries(layer):
             _write_entry(entry, dest, folders, as_root)
             if progress is not None and entry.kind == "file":
                 progress(entry.size)
@@ -72,9 +73,10 @@ def _write_entry(
     _make_parents(dest, parts[:-1], folders, entry.mtime)
     target = os.path.join(dest, *parts)
     if entry.kind == "dir":
+        # A folder in several layers: the upper layer's entry wins, as in a container.
         if parts not in folders:
             if os.path.lexists(target):
-                raise PackError(f"{entry.path} is in the image twice")
+                raise PackError(f"{entry.path} is a folder in one layer, not in another")
             os.mkdir(target, 0o700)
         folders[parts] = entry
         return
