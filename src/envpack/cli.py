@@ -48,7 +48,8 @@ class _LazyConsole:
 
     _console: Optional["Console"] = None
 
-    def __getattr__(self, name: str) -> Any:
+    def get(self) -> "Console":
+        """The Console itself, for what needs the real object (rich's live progress)."""
         if self._console is None:
             from rich.console import Console
 
@@ -56,7 +57,10 @@ class _LazyConsole:
             self._console = Console(
                 stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False
             )
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
 
 
 err_console = cast("Console", _LazyConsole())
@@ -383,7 +387,7 @@ class _BuildProgress:
             BarColumn(),
             TextColumn("{task.fields[amount]}"),
             TimeRemainingColumn(),
-            console=err_console,
+            console=cast("_LazyConsole", err_console).get(),
             transient=True,
         )
         self._download = DownloadColumn()

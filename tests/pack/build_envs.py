@@ -81,7 +81,7 @@ def write_app(dest: Path, *, greeting: str = "hello") -> Path:
     """The fixture Flask app and the check script, in a fresh folder ``dest``."""
     if dest.exists():
         shutil.rmtree(dest)
-    shutil.copytree(APP_SOURCE, dest)
+    shutil.copytree(APP_SOURCE, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     if greeting != "hello":
         app = dest / "app.py"
         app.write_text(app.read_text().replace('"hello"', f'"hello {greeting}"'))

@@ -247,6 +247,8 @@ def build(
         raise UsageError("give -o OUT, or --load to load the image into Docker only")
     if out is not None and os.path.lexists(out) and not options.force:
         raise UsageError(f"{out} exists; give --force to replace it")
+    if out is not None and not (out.parent if str(out.parent) else Path()).is_dir():
+        raise UsageError(f"cannot write {out}: {out.parent} is not a folder")
     if options.format == "rootfs" and options.load and out is None:
         raise UsageError("--format rootfs needs -o OUT")
     try:
