@@ -269,6 +269,8 @@ def build(
             user=options.user,
             source_date_epoch=options.source_date_epoch,
             progress=progress,
+            entrypoint=tuple(options.entrypoint or ()),
+            use_cache=options.use_cache,
         ),
     )
     files = [f for f in plan.files if f.entry.path != MANIFEST_PATH]
