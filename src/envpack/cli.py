@@ -527,12 +527,20 @@ def build(
         use_cache=not no_cache,
         source_date_epoch=source_date_epoch(os.environ),
     )
-    if quiet:
-        result = run_build(manifest, options)
-    else:
-        bars = _BuildProgress()
-        with bars.bars:
-            result = run_build(manifest, options, progress=bars)
+    try:
+        if quiet:
+            result = run_build(manifest, options)
+        else:
+            bars = _BuildProgress()
+            with bars.bars:
+                result = run_build(manifest, options, progress=bars)
+    except KeyboardInterrupt as err:
+        # Ctrl-C or SIGTERM: the workspace is gone already; say so, exit 128 + signal.
+        import signal
+
+        signum = getattr(err, "signum", signal.SIGINT)
+        err_console.print("envpack: build interrupted; nothing was written", markup=False)
+        raise typer.Exit(128 + signum) from None
     if report is not None:
         import orjson
 

@@ -51,6 +51,9 @@ def test_tree_holds_every_entry_with_its_mode_and_mtime(tmp_path: Path) -> None:
     # /usr is also an implied parent in the second layer, whose entry wins (as in overlayfs).
     assert os.lstat(dest / "usr").st_mtime == 1000
     assert os.lstat(dest / "lib").st_mtime == 7
+    # Mount points for bwrap or chroot on a read-only tree.
+    assert stat.S_IMODE(os.lstat(dest / "proc").st_mode) == 0o555
+    assert os.listdir(dest / "dev") == []
     # A parent no entry names is a 0755 folder, as a tar layer makes it.
     assert stat.S_IMODE(os.lstat(dest / "srv").st_mode) == 0o755
     if os.geteuid() == 0:

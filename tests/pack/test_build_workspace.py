@@ -79,8 +79,10 @@ def test_a_signal_removes_the_workspace(tmp_path: Path, signum: signal.Signals) 
     folder = Path(child.stdout.readline().strip())
     assert folder.is_dir()
     child.send_signal(signum)
-    child.communicate(timeout=30)
+    _, stderr = child.communicate(timeout=30)
     assert child.returncode != 0
+    if signum == signal.SIGTERM:
+        assert "Interrupted: signal 15" in stderr, stderr  # unwound like Ctrl-C
     # SIGKILL: the watchdog notices the closed pipe and removes the folder.
     deadline = time.monotonic() + 20
     while os.listdir(tmp_path) and time.monotonic() < deadline:

@@ -20,6 +20,7 @@ from envpack.pack.layering import tar_order
 __all__ = ["write_tree"]
 
 _CHUNK = 1024 * 1024
+_MOUNT_POINTS = (("dev", 0o755), ("proc", 0o555), ("sys", 0o555))
 
 
 def _parts(path: str) -> tuple[str, ...]:
@@ -50,6 +51,11 @@ def write_tree(
             _write_entry(entry, dest, folders, as_root)
             if progress is not None and entry.kind == "file":
                 progress(entry.size)
+    # A container runtime makes these itself; bwrap, chroot or podman --rootfs on a
+    # read-only tree need the folders to mount /proc, /sys and /dev on.
+    for name, mode in _MOUNT_POINTS:
+        if (name,) not in folders and not os.path.lexists(os.path.join(dest, name)):
+            _write_entry(TarEntry(path="/" + name, kind="dir", mode=mode), dest, folders, as_root)
     # Deepest first: taking a parent's write bit first would stop its children's chmod.
     for parts in sorted(folders, key=len, reverse=True):
         dir_entry = folders[parts]

@@ -29,7 +29,7 @@ from types import FrameType
 
 from envpack.errors import PackError
 
-__all__ = ["PREFIX", "Workspace", "remove_stale", "workspace"]
+__all__ = ["PREFIX", "Interrupted", "Workspace", "remove_stale", "workspace"]
 
 PREFIX = ".envpack-build-"
 _NAME = re.compile(re.escape(PREFIX) + r"(\d+)-[0-9a-f]+\Z")
@@ -87,8 +87,16 @@ def remove_stale(folder: Path) -> list[str]:
     return sorted(removed)
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM arrived during a build: unwinds like Ctrl-C, so every cleanup runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise Interrupted(signum)
 
 
 @contextlib.contextmanager
