@@ -60,6 +60,7 @@ def test_existing_out_is_refused_without_force(
         (["--entrypoint", '["python", 1]'], "JSON array of strings"),
         (["--cmd", "'unclosed"], "--cmd"),
         (["--root", "/nonexistent-root"], "--root /nonexistent-root"),
+        (["--tag", "Bad Tag!"], "Bad Tag!"),
         (["-o", "/nonexistent-folder/image.oci"], "/nonexistent-folder"),
     ],
 )

@@ -106,6 +106,8 @@ class BuildReport:
     dlopen_added: tuple[str, ...]
     secret_configs: tuple[str, ...]
     drift: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...]
+    """What the plan could not do (a library not found, bytecode skipped)."""
     tag: str | None
     loaded_image_id: str | None
     seconds: float
@@ -131,6 +133,7 @@ class BuildReport:
             "dlopen_added": list(self.dlopen_added),
             "secret_configs": list(self.secret_configs),
             "drift": [{"path": path, "reason": reason} for path, reason in self.drift],
+            "notes": list(self.notes),
             "tag": self.tag,
             "loaded_image_id": self.loaded_image_id,
             "seconds": round(self.seconds, 3),
@@ -161,6 +164,7 @@ class BuildReport:
             lines.append("config files with secret-looking keys: " + ", ".join(self.secret_configs))
         if self.drift:
             lines.append(f"packed despite drift (--allow-drift): {len(self.drift)} files")
+        lines.extend(f"note: {note}" for note in self.notes)
         if self.image_digest:
             lines.append(f"image {self.image_digest}")
         if self.loaded_image_id:
@@ -251,6 +255,10 @@ def build(
         raise UsageError(f"cannot write {out}: {out.parent} is not a folder")
     if options.format == "rootfs" and options.load and out is None:
         raise UsageError("--format rootfs needs -o OUT")
+    if options.tag is not None:
+        from envpack.oci.reference import Reference
+
+        Reference.parse(options.tag)  # a bad --tag is refused before any work
     try:
         raw = manifest_path.read_bytes()
     except OSError as err:
@@ -360,6 +368,7 @@ def _produce(
         dlopen_added=tuple(plan.dlopen_added),
         secret_configs=tuple(plan.secret_configs),
         drift=tuple((d.path, d.reason) for d in plan.drift),
+        notes=tuple(plan.notes),
         tag=options.tag,
         loaded_image_id=loaded,
         seconds=0.0,
