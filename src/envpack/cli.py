@@ -495,7 +495,7 @@ def build(
     \b
     The image holds the primary interpreter, its Python packages, the shared libraries
     they load, the binaries named, the application and its config; the same manifest and
-    files give the same image digest (SOURCE_DATE_EPOCH sets the time, default 1980).
+    files give the same image digest (SOURCE_DATE_EPOCH sets the time, default 2020-01-01).
     Exit codes: 0 built; 2 bad input (one line on stderr; nothing is left behind).
     """
     from envpack.pack.build import BuildOptions, source_date_epoch

@@ -78,6 +78,32 @@ def test_layers_go_from_least_to_most_changing() -> None:
     assert by_name["syslib:small"].size == 340_000
 
 
+def test_big_distributions_get_their_own_layer_with_their_bytecode() -> None:
+    site = "/venv/lib/python3.11/site-packages"
+    files = [
+        _file(f"{site}/numpy/core.so", "site-packages", SMALL_LAYER, origin="dist:numpy"),
+        _file(f"{site}/numpy/__init__.py", "site-packages", 100, origin="dist:numpy"),
+        _file(
+            f"{site}/numpy/__pycache__/__init__.cpython-311.pyc",
+            "bytecode:site-packages",
+            origin="generated",
+        ),
+        _file(f"{site}/flask/app.py", "site-packages", 1000, origin="dist:flask"),
+        _file(f"{site}/flask/app.pyc", "bytecode:site-packages", origin="generated"),
+        _file(f"{site}/zzz.pth", "site-packages", 10, origin="generated"),
+        _file("/srv/app/main.py", "app"),
+    ]
+    groups = group_files(files)
+    # The big distribution below the shared layer of the small ones, which change more.
+    assert _names(groups) == ["site-packages:numpy", "site-packages", "app"]
+    assert _paths(groups[0]) == {
+        f"{site}/numpy/core.so",
+        f"{site}/numpy/__init__.py",
+        f"{site}/numpy/__pycache__/__init__.cpython-311.pyc",
+    }
+    assert _paths(groups[1]) == {f"{site}/flask/app.py", f"{site}/flask/app.pyc", f"{site}/zzz.pth"}
+
+
 def test_unknown_group_sits_below_the_application() -> None:
     groups = group_files([_file("/a", "app"), _file("/b", "future-thing"), _file("/c", "base")])
     assert _names(groups) == ["base", "future-thing", "app"]

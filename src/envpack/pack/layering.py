@@ -7,7 +7,8 @@ application change re-sends only the top layers:
 2. system libraries by owning package (``syslib:<package>``); packages smaller than
    :data:`SMALL_LAYER` together in one ``syslib:small`` layer, with the dynamic loader;
 3. ``python`` — the interpreter and its standard library;
-4. ``site-packages`` — third-party distributions;
+4. third-party distributions: each one of at least :data:`SMALL_LAYER` in its own
+   ``site-packages:<dist>`` layer, the others together in ``site-packages``;
 5. ``app`` — the application;
 6. ``config`` — the captured config files;
 7. ``envpack`` — the captured manifest (new at every capture).
@@ -44,6 +45,8 @@ nix2container users measured layers this small to defeat caching rather than hel
 # invents) go just below the application.
 _ORDER = ("base", "syslib", "python", "site-packages", "other", "app", "config", "envpack")
 _SMALL_SYSLIBS = "syslib:small"
+_SITE_PACKAGES = "site-packages"
+_CATCH_ALL = {"syslib": _SMALL_SYSLIBS, "site-packages": _SITE_PACKAGES}
 
 
 @dataclass(frozen=True)
@@ -93,28 +96,66 @@ def group_files(
     """``files`` as at most ``max_layers`` non-empty layers, bottom layer first."""
     if max_layers < 1:
         raise ValueError("max_layers must be at least 1")
+    files = list(files)
+    dists = _distributions(files)
     by_name: dict[str, list[PlannedFile]] = {}
     for planned in files:
-        by_name.setdefault(layer_name(planned.group), []).append(planned)
+        name = layer_name(planned.group)
+        if name == _SITE_PACKAGES:
+            name = _distribution_layer(planned, dists)
+        by_name.setdefault(name, []).append(planned)
     _keep_hardlinks_together(by_name)
-    _merge_small_syslibs(by_name, small_layer)
-    names = sorted((n for n in by_name if by_name[n]), key=lambda n: (_tier(n), n))
+    _merge_small(by_name, small_layer)
+    names = sorted((n for n in by_name if by_name[n]), key=_position)
     groups = [LayerGroup(n, tuple(by_name[n])) for n in names]
     groups = _fit(groups, max_layers)
     dirs = {f.entry.path: f for g in groups for f in g.files if f.entry.kind == "dir"}
     return [LayerGroup(g.name, _with_parents(g.files, dirs)) for g in groups]
 
 
-def _merge_small_syslibs(by_name: dict[str, list[PlannedFile]], small_layer: int) -> None:
-    small = [
-        name
-        for name, members in by_name.items()
-        if name.startswith("syslib:")
-        and name != _SMALL_SYSLIBS
-        and sum(f.entry.size for f in members if f.entry.kind == "file") < small_layer
-    ]
-    for name in sorted(small):
-        by_name.setdefault(_SMALL_SYSLIBS, []).extend(by_name.pop(name))
+def _position(name: str) -> tuple[int, bool, str]:
+    # Within a tier the shared layer of small members comes last: a big package or
+    # distribution (libc6, numpy) changes less often than one of the many small ones.
+    return (_tier(name), name in _CATCH_ALL.values(), name)
+
+
+def _distributions(files: list[PlannedFile]) -> dict[str, str]:
+    """Image path → the distribution whose RECORD lists it."""
+    return {f.entry.path: f.origin[len("dist:") :] for f in files if f.origin.startswith("dist:")}
+
+
+def _distribution_layer(planned: PlannedFile, dists: dict[str, str]) -> str:
+    """``site-packages:<dist>`` for a distribution's file or bytecode, else ``site-packages``.
+
+    Big distributions get their own layer (numpy alone is tens of MB): it is cached on its
+    own, and it compresses in parallel with the rest.
+    """
+    path = planned.entry.path
+    dist = dists.get(path) or dists.get(_pyc_source(path))
+    return f"{_SITE_PACKAGES}:{dist}" if dist else _SITE_PACKAGES
+
+
+def _pyc_source(path: str) -> str:
+    """The ``.py`` a ``.pyc`` was compiled from (``__pycache__/x.cpython-311.pyc`` or 2.7's
+    ``x.pyc``); other paths unchanged."""
+    if not path.endswith(".pyc"):
+        return path
+    folder, _, name = path.rpartition("/")
+    if folder.endswith("/__pycache__"):
+        return f"{folder[: -len('/__pycache__')]}/{name.split('.', 1)[0]}.py"
+    return path[:-1]
+
+
+def _merge_small(by_name: dict[str, list[PlannedFile]], small_layer: int) -> None:
+    """Members of a tier (``syslib:<package>``, ``site-packages:<dist>``) smaller than
+    ``small_layer`` go into the tier's shared layer."""
+    for name in sorted(by_name):
+        head = name.split(":", 1)[0]
+        shared = _CATCH_ALL.get(head)
+        if shared is None or name == shared:
+            continue
+        if sum(f.entry.size for f in by_name[name] if f.entry.kind == "file") < small_layer:
+            by_name.setdefault(shared, []).extend(by_name.pop(name))
 
 
 def _keep_hardlinks_together(by_name: dict[str, list[PlannedFile]]) -> None:
