@@ -370,38 +370,46 @@ def _parse_command(option: str, text: Optional[str]) -> Optional[tuple[str, ...]
 
 
 class _BuildProgress:
-    """rich progress bars on stderr, one per phase, made as phases start."""
+    """rich progress bars on stderr: reading, hashing, compiling, compressing, writing.
+
+    The planner reports its steps by name (``interpreter``, ``distributions`` …): they
+    advance one "reading" bar, whose label names the step.
+    """
+
+    _READING = ("interpreter", "distributions", "application", "binaries", "config")
+    _BARS = (("drift", "hashing"), ("bytecode", "compiling"))
+    _BYTES = ("compressing", "writing")
 
     def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self._bytes_phases = {"compressing", "writing"}
         self.bars = Progress(
-            TextColumn("{task.description:<12}"),
+            TextColumn("{task.description:<24}"),
             BarColumn(),
             TextColumn("{task.fields[amount]}"),
             TimeRemainingColumn(),
             console=cast("_LazyConsole", err_console).get(),
             transient=True,
         )
-        self._download = DownloadColumn()
         self._tasks: dict[str, Any] = {}
 
     def __call__(self, phase: str, done: int, total: int) -> None:
-        task = self._tasks.get(phase)
-        if task is None:
-            task = self._tasks[phase] = self.bars.add_task(phase, total=total or None, amount="")
-        if phase in self._bytes_phases:
+        if phase in self._READING:
+            bar, label = "reading", f"reading: {phase}"
+            done, total = self._READING.index(phase), len(self._READING)
+        else:
+            bar = dict(self._BARS).get(phase, phase)
+            label = bar
+        if bar in self._BYTES:
             amount = f"{done / 1e6:.0f}/{total / 1e6:.0f} MB"
         else:
-            amount = f"{done}/{total}"
-        self.bars.update(task, completed=done, total=total or None, amount=amount)
+            amount = f"{done}/{total}" if bar != "reading" else ""
+        task = self._tasks.get(bar)
+        if task is None:
+            task = self._tasks[bar] = self.bars.add_task(label, total=total or None, amount="")
+        self.bars.update(
+            task, description=label, completed=done, total=total or None, amount=amount
+        )
 
 
 @app.command()
