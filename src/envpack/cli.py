@@ -535,20 +535,14 @@ def build(
         use_cache=not no_cache,
         source_date_epoch=source_date_epoch(os.environ),
     )
-    try:
-        if quiet:
-            result = run_build(manifest, options)
-        else:
-            bars = _BuildProgress()
-            with bars.bars:
-                result = run_build(manifest, options, progress=bars)
-    except KeyboardInterrupt as err:
-        # Ctrl-C or SIGTERM: the workspace is gone already; say so, exit 128 + signal.
-        import signal
-
-        signum = getattr(err, "signum", signal.SIGINT)
-        err_console.print("envpack: build interrupted; nothing was written", markup=False)
-        raise typer.Exit(128 + signum) from None
+    # Ctrl-C and SIGTERM unwind through the build (main() turns them into an exception):
+    # its workspace is removed on the way out, so nothing is left behind.
+    if quiet:
+        result = run_build(manifest, options)
+    else:
+        bars = _BuildProgress()
+        with bars.bars:
+            result = run_build(manifest, options, progress=bars)
     if report is not None:
         import orjson
 
@@ -561,7 +555,7 @@ def build(
         )
     if not quiet:
         for line in result.summary():
-            err_console.print(line, markup=False)
+            _say(line)
 
 
 @app.command()

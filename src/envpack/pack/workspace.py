@@ -3,8 +3,9 @@
 Everything a build writes goes into ``.envpack-build-<pid>-<hex>`` in OUT's folder (same
 file system, so the finished output is renamed into place, never copied). It is removed:
 
-- on any exception, Ctrl-C (``KeyboardInterrupt``) and SIGTERM (turned into
-  ``KeyboardInterrupt`` while the build runs) by the ``with`` block;
+- on any exception, Ctrl-C and SIGTERM by the ``with`` block (the CLI turns both signals
+  into an exception; elsewhere, SIGTERM left at its default becomes :class:`Interrupted`
+  while the build runs);
 - on SIGKILL by a watchdog: a tiny child process in its own session that blocks reading a
   pipe from the build and, once the pipe closes (the kernel closes it however the build
   died), removes the folder;
@@ -118,13 +119,19 @@ def workspace(out: Path) -> Iterator[Workspace]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # a Ctrl-C to the build's process group spares it
     )
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
+    # Only where nobody handles SIGTERM yet (the CLI does): its default would kill the
+    # process without running any cleanup.
+    own = (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    )
+    if own:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         yield Workspace(out, folder)
     finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
+        if own:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         shutil.rmtree(folder, ignore_errors=True)
         if watchdog.stdin is not None:
             watchdog.stdin.close()
