@@ -104,6 +104,30 @@ def test_big_distributions_get_their_own_layer_with_their_bytecode() -> None:
     assert _paths(groups[1]) == {f"{site}/flask/app.py", f"{site}/flask/app.pyc", f"{site}/zzz.pth"}
 
 
+def test_distribution_of_a_venv_file_comes_from_its_path() -> None:
+    site = "/venv/lib/python3.11/site-packages"
+    big = SMALL_LAYER // 2
+    files = [
+        _file(f"{site}/numpy/core.so", "site-packages", big, origin="interpreter"),
+        _file(f"{site}/numpy.libs/libopenblas.so", "site-packages", big, origin="interpreter"),
+        _file(f"{site}/numpy-2.1.3.dist-info/RECORD", "site-packages", origin="interpreter"),
+        _file(
+            f"{site}/numpy/__pycache__/x.cpython-311.pyc",
+            "bytecode:site-packages",
+            origin="generated",
+        ),
+        _file(f"{site}/six.py", "site-packages", origin="interpreter"),
+        _file(f"{site}/__pycache__/six.cpython-311.pyc", "bytecode:site-packages"),
+    ]
+    groups = {g.name: g for g in group_files(files)}
+    assert sorted(groups) == ["site-packages", "site-packages:numpy"]
+    assert len(groups["site-packages:numpy"].files) == 4
+    assert _paths(groups["site-packages"]) == {
+        f"{site}/six.py",
+        f"{site}/__pycache__/six.cpython-311.pyc",
+    }
+
+
 def test_unknown_group_sits_below_the_application() -> None:
     groups = group_files([_file("/a", "app"), _file("/b", "future-thing"), _file("/c", "base")])
     assert _names(groups) == ["base", "future-thing", "app"]

@@ -131,8 +131,27 @@ def _distribution_layer(planned: PlannedFile, dists: dict[str, str]) -> str:
     own, and it compresses in parallel with the rest.
     """
     path = planned.entry.path
-    dist = dists.get(path) or dists.get(_pyc_source(path))
+    dist = dists.get(path) or dists.get(_pyc_source(path)) or _top_level(path)
     return f"{_SITE_PACKAGES}:{dist}" if dist else _SITE_PACKAGES
+
+
+def _top_level(path: str) -> str | None:
+    """The top-level name a file of a site-packages folder belongs to, from its path.
+
+    A virtualenv is shipped whole, so most of its files carry no ``dist:`` origin:
+    ``numpy/…``, ``numpy.libs/…`` and ``numpy-2.1.3.dist-info/…`` all give ``numpy``.
+    Files at the top of site-packages (``six.py``, ``*.pth``) give ``None``.
+    """
+    for marker in ("/site-packages/", "/dist-packages/"):
+        where = path.find(marker)
+        if where >= 0:
+            top, slash, _ = path[where + len(marker) :].partition("/")
+            if not slash or top == "__pycache__":
+                return None
+            if top.endswith((".dist-info", ".egg-info")):
+                top = top.split("-", 1)[0]
+            return top.removesuffix(".libs").lower().replace("-", "_")
+    return None
 
 
 def _pyc_source(path: str) -> str:
