@@ -301,13 +301,10 @@ def test_interrupted_build_leaves_nothing(
     assert child.poll() is None, f"the build ended before it could be interrupted: {child.stderr}"
     child.send_signal(signum)
     _, stderr = child.communicate(timeout=120)
-    if signum == signal.SIGKILL:
-        assert child.returncode == -signal.SIGKILL
-    else:
-        assert child.returncode == 128 + signum, stderr
-        assert stderr.strip().splitlines() == ["envpack: build interrupted; nothing was written"], (
-            stderr
-        )
+    # The process ends by the signal it got (a shell sees how it ended), after one line.
+    assert child.returncode == -signum, stderr
+    said = {signal.SIGINT: ["envpack: interrupted"], signal.SIGTERM: ["envpack: terminated"]}
+    assert stderr.strip().splitlines() == said.get(signum, []), stderr
     # After SIGKILL the watchdog removes the workspace as soon as the pipe closes.
     deadline = time.monotonic() + 20
     while os.listdir(out_dir) and time.monotonic() < deadline:
