@@ -35,7 +35,9 @@ from build_envs import (
 
 from realenv import REPO, pyenv_python
 
-pytestmark = pytest.mark.slow
+# Making the environments (pip from the index) and a cold build take minutes on a loaded
+# 2-core machine: well past the suite's 300 s default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 EPOCH = "1700000000"
 
