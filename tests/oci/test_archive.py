@@ -19,7 +19,8 @@ from envpack.errors import PackError
 from envpack.oci.archive import write_image_archive
 from envpack.oci.daemon import load_into_docker
 from envpack.oci.image import Image
-from envpack.oci.layout import TEMP_MARK, read_oci_layout
+from envpack.oci.layout import read_oci_layout
+from envpack.oci.outputs import TEMP_MARK
 
 REPO_TAG = "envpack-oci-test:1"
 

@@ -13,8 +13,9 @@ from oci_helpers import GREETING, SMALL_ENV, build_small_image
 
 from envpack.errors import PackError
 from envpack.oci.image import Image
-from envpack.oci.layout import TEMP_MARK, read_oci_layout, write_oci_layout
+from envpack.oci.layout import read_oci_layout, write_oci_layout
 from envpack.oci.model import InvalidImage
+from envpack.oci.outputs import TEMP_MARK
 
 TAG = "1.0"
 

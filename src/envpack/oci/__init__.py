@@ -13,6 +13,7 @@ from envpack.oci.image import Image, ImageSpec, assemble
 from envpack.oci.layer import DEFAULT_LEVEL, Layer, build_layer, build_layers
 from envpack.oci.layout import LayoutImage, OciLayout, read_oci_layout, write_oci_layout
 from envpack.oci.model import Descriptor, Index, InvalidImage, Manifest, Platform, canonical_json
+from envpack.oci.outputs import remove_stale_temporaries
 from envpack.oci.reference import InvalidReference, Reference
 from envpack.oci.tarlayer import InvalidEntry, TarEntry, ordered_entries, write_tar
 
@@ -41,6 +42,7 @@ __all__ = [
     "load_into_docker",
     "ordered_entries",
     "read_oci_layout",
+    "remove_stale_temporaries",
     "write_image_archive",
     "write_oci_layout",
     "write_tar",

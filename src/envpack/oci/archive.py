@@ -20,8 +20,9 @@ from typing import BinaryIO
 
 from envpack.errors import PackError
 from envpack.oci.image import Image
-from envpack.oci.layout import TEMP_MARK, layout_files
+from envpack.oci.layout import layout_files
 from envpack.oci.model import canonical_json
+from envpack.oci.outputs import temp_prefix
 from envpack.oci.reference import Reference
 from envpack.oci.tarlayer import TarEntry, write_tar
 
@@ -88,7 +89,7 @@ def write_image_archive(
     entries = archive_entries(image, repo_tag=repo_tag)
     parent = out.parent if str(out.parent) else Path()
     try:
-        fd, temp = tempfile.mkstemp(prefix=f".{out.name}{TEMP_MARK}", dir=parent)
+        fd, temp = tempfile.mkstemp(prefix=temp_prefix(out), dir=parent)
     except OSError as err:
         raise PackError(f"cannot write {out}: {err.strerror or err}") from err
     try:

@@ -32,6 +32,7 @@ from envpack.oci.model import (
     canonical_json,
     parse_json_object,
 )
+from envpack.oci.outputs import TEMP_MARK, temp_prefix
 
 __all__ = [
     "ANNOTATION_REF_NAME",
@@ -44,9 +45,6 @@ __all__ = [
 ]
 
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
-# Temporary outputs are named ".<OUT name>.envpack-tmp-…" beside OUT, so a later run can
-# recognise (and remove) what a killed one left.
-TEMP_MARK = ".envpack-tmp-"
 _MAX_JSON_BLOB = 4 << 20  # manifests, indexes and configs are small; refuse a huge one
 _CHUNK = 1 << 20
 
@@ -96,7 +94,7 @@ def write_oci_layout(
     small, layers = layout_files(image, ref_name=ref_name, annotations=annotations)
     parent = out.parent if str(out.parent) else Path()
     try:
-        temp = Path(tempfile.mkdtemp(prefix=f".{out.name}{TEMP_MARK}", dir=parent))
+        temp = Path(tempfile.mkdtemp(prefix=temp_prefix(out), dir=parent))
     except OSError as err:
         raise PackError(f"cannot write {out}: {err.strerror or err}") from err
     try:
@@ -135,7 +133,7 @@ def _move_into_place(temp: Path, out: Path, *, replace: bool) -> None:
     if not replace or not os.path.lexists(out):
         os.rename(temp, out)  # fails (ENOTEMPTY/EEXIST) if OUT appeared meanwhile
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}{TEMP_MARK}old-", dir=out.parent))
+    old = Path(tempfile.mkdtemp(prefix=temp_prefix(out), dir=out.parent))
     os.rename(out, old / "previous")
     os.rename(temp, out)
     shutil.rmtree(old, ignore_errors=True)
