@@ -8,11 +8,16 @@ import io
 import os
 import struct
 import subprocess
+import tracemalloc
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from oci_helpers import tree_entries
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer as Buffer
 
 from envpack.errors import PackError
 from envpack.oci import media
@@ -94,3 +99,36 @@ def test_an_unwritable_blob_dir_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(PackError, match="cannot write a layer in") as info:
         build_layer([TarEntry("/a", "dir", 0o755)], tmp_path / "missing")
     assert "\n" not in str(info.value)
+
+
+class _Endless(io.RawIOBase):
+    """``size`` bytes of a repeating pseudo-random pattern, produced as they are read."""
+
+    def __init__(self, size: int) -> None:
+        self._left = size
+        self._block = hashlib.sha512(b"envpack").digest() * 16384  # 1 MiB, fixed
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Buffer) -> int:
+        view = memoryview(buffer)
+        n = min(len(view), self._left)
+        view[:n] = (self._block * (n // len(self._block) + 1))[:n]
+        self._left -= n
+        return n
+
+
+def test_memory_stays_flat_for_a_large_layer(tmp_path: Path) -> None:
+    size = 96 << 20
+    entry = TarEntry(
+        "/big", "file", 0o644, size=size, open=lambda: io.BufferedReader(_Endless(size))
+    )
+    tracemalloc.start()
+    try:
+        layer = build_layer([entry], tmp_path, level=1)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert layer.uncompressed_size > size
+    assert peak < 12 << 20, f"peak {peak / (1 << 20):.1f} MiB for a {size >> 20} MiB layer"
