@@ -13,7 +13,7 @@ from envpack.errors import PackError
 from envpack.oci import media
 from envpack.oci.digest import Digest
 from envpack.oci.image import ImageSpec, assemble, rfc3339
-from envpack.oci.layer import Layer, build_layers
+from envpack.oci.layer import DEFAULT_LEVEL, Layer, build_layers
 from envpack.oci.model import Manifest, canonical_json
 from envpack.oci.tarlayer import TarEntry
 
@@ -63,7 +63,7 @@ def test_manifest_names_blobs_creation_and_compressor(two_layers: list[Layer]) -
         (layer.digest, layer.size) for layer in two_layers
     ]
     assert manifest.annotations == {"org.opencontainers.image.created": rfc3339(EPOCH), "x": "y"}
-    expected = f"zlib {zlib.ZLIB_RUNTIME_VERSION} level 1"
+    expected = f"zlib {zlib.ZLIB_RUNTIME_VERSION} level {DEFAULT_LEVEL}"
     assert all(d.annotations["io.envpack.compressor"] == expected for d in manifest.layers)
 
 
