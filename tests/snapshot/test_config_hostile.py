@@ -101,6 +101,13 @@ def test_blank_runs_keep_their_meaning() -> None:
     assert _timed_parse("env", "A=x   # note\nB=y#z\n") == {"A": "x", "B": "y#z"}
 
 
+@pytest.mark.parametrize("text", ["a\n a", "[s]\nkey\n  continued\n"])
+def test_a_continued_key_without_value_is_a_parse_error(text: str) -> None:
+    """configparser itself crashes (AttributeError) here; the fuzzer found it."""
+    with pytest.raises(ConfigParseError, match="continuation line"):
+        PARSERS["ini"](text)
+
+
 def test_huge_exponent_is_infinity() -> None:
     keys = _timed_parse("json", (CORPUS / "huge-exponent.json").read_text())
     assert keys == {"n": "Infinity", "m": "-Infinity"}

@@ -256,6 +256,10 @@ def parse_ini(text: str) -> dict[str, str]:
         raise ConfigParseError(f"invalid INI: line {lineno}: not a [section] or key line") from err
     except configparser.Error as err:
         raise ConfigParseError(f"invalid INI: {type(err).__name__}") from err
+    except AttributeError as err:
+        # configparser (3.9-3.13) crashes on an indented line that continues a key given
+        # without a value ("a" then " b"): it appends to the value None.
+        raise ConfigParseError("invalid INI: a continuation line after a valueless key") from err
     out: dict[str, str] = {}
     budget = _Budget()  # a long [section] name is repeated in each of its keys
     for section in parser.sections():
