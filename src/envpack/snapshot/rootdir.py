@@ -40,6 +40,7 @@ _RESOLVE = _RESOLVE_NO_MAGICLINKS | _RESOLVE_IN_ROOT
 _SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437, "arm64": 437, "riscv64": 437, "s390x": 437,
                 "ppc64le": 437, "i686": 437, "i386": 437, "armv7l": 437}  # fmt: skip
 _EAGAIN_RETRIES = 8  # RESOLVE_IN_ROOT answers EAGAIN when a rename races a ".." step
+_MAX_HELD_FOLDERS = 256  # descriptors kept per root; past that, opened and closed per call
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
@@ -122,14 +123,17 @@ class Located:
     """The folder holding a path's last component, and that component."""
 
     dir_fd: int
-    """An ``O_PATH`` descriptor of the folder; the caller closes it (:meth:`close`)."""
+    """An ``O_PATH`` descriptor of the folder; the caller calls :meth:`close` when done."""
     name: str
     """One component, never containing ``/`` (``"."`` for the folder itself)."""
     st: os.stat_result | None
     """``lstat`` of ``name`` in that folder, ``None`` when it does not exist."""
+    owned: bool = True
+    """Whether :meth:`close` closes ``dir_fd`` (``False``: the root's folder cache holds it)."""
 
     def close(self) -> None:
-        os.close(self.dir_fd)
+        if self.owned:
+            os.close(self.dir_fd)
 
 
 def _parts(path: str) -> list[str]:
@@ -141,7 +145,11 @@ class RootDir:
 
     def __init__(self, path: str) -> None:
         self.fd = os.open(path, _DIR_FLAGS)
-        self._finalizer = weakref.finalize(self, os.close, self.fd)
+        self._folders: dict[str, int] = {}
+        """Folder (as asked) → its descriptor: a capture asks for thousands of paths in a
+        few hundred folders. A held descriptor stays the folder it was when resolved, so
+        a later swap of that name cannot redirect it; it only ever gets more stale."""
+        self._finalizer = weakref.finalize(self, _close_all, self.fd, self._folders)
         if "works" not in _openat2_works:
             _openat2_works["works"] = _probe_openat2(self.fd)
         self.kernel = _openat2_works["works"]
@@ -166,28 +174,42 @@ class RootDir:
                 folder, name = path, "."
             else:
                 folder = "/".join(parts[:-1])
-            dir_fd = self.open_dir(folder)
+            dir_fd, owned = self._folder(folder)
             try:
                 st: os.stat_result | None = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             except (FileNotFoundError, NotADirectoryError):
                 st = None
             except BaseException:
-                os.close(dir_fd)
+                if owned:
+                    os.close(dir_fd)
                 raise
             if not (follow and st is not None and stat.S_ISLNK(st.st_mode)):
-                return Located(dir_fd, name, st)
+                return Located(dir_fd, name, st, owned)
             try:
                 target = os.readlink(name, dir_fd=dir_fd)
             except OSError:  # swapped back meanwhile: look again
                 target = name
             finally:
-                os.close(dir_fd)
+                if owned:
+                    os.close(dir_fd)
             hops += 1
             if hops > MAX_SYMLINKS:
                 raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
             # The target is relative to the link's folder, which the kernel (or the walk)
             # reaches again from the root: ".." in it climbs from the real folder.
             path = target if target.startswith("/") else f"{folder}/{target}"
+
+    def _folder(self, path: str) -> tuple[int, bool]:
+        """A descriptor of folder ``path`` and whether the caller must close it."""
+        key = "/".join(_parts(path))
+        fd = self._folders.get(key)
+        if fd is not None:
+            return fd, False
+        fd = self.open_dir(key)
+        if len(self._folders) >= _MAX_HELD_FOLDERS:
+            return fd, True
+        held = self._folders.setdefault(key, fd)  # atomic: two threads may race here
+        return (fd, True) if held != fd else (fd, False)
 
     def open_dir(self, path: str) -> int:
         """An ``O_PATH`` descriptor of the folder ``path`` (every symlink followed inside)."""
@@ -257,6 +279,13 @@ class RootDir:
             walked.close()
             raise
         return walked
+
+
+def _close_all(root_fd: int, folders: dict[str, int]) -> None:
+    for fd in list(folders.values()):
+        os.close(fd)
+    folders.clear()
+    os.close(root_fd)
 
 
 def _probe_openat2(root_fd: int) -> bool:
