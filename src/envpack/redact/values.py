@@ -88,14 +88,14 @@ _SECRET_PARAMS = frozenset({"sig", "code", "x-amz-credential", "x-goog-credentia
 # The scheme may be cut off ("https: //u:pw@h" split at its first ":" by a generic
 # reader): a "//" that no other "/" or ":" precedes starts a URL too.
 _SCHEME = r"(?:(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{0,30}:|(?<![/:]))//"
-_URL_PASSWORD = _SCHEME + r"[^/\s:@{}]{0,256}:(?P<secret>[^\s{}]{1,512})@"
+_URL_PASSWORD = _SCHEME + r"[^/\s:@]{0,256}:(?P<secret>\S{1,512})@"
 # scheme://TOKEN@host: no password, the user name is the token (GitHub, GitLab clones).
 _URL_TOKEN_USER = _SCHEME + r"(?P<secret>(?P<bare_token>[A-Za-z0-9_\-.~]{20,256}))@"
 # A bare user:password@host[:port] (RSYNC_PROXY, a proxy without a scheme); not an image
 # reference "registry:5000/app@sha256:…".
 _BARE_USERINFO = (
     r"(?<![\w/:{}.%+\-])(?!(?:mailto|sips?|xmpp|tel):)[A-Za-z0-9._%+\-]{1,128}:"
-    r"(?P<secret>[^\s{}:@/][^\s{}]{0,255})(?=@(?!sha\d+:)[A-Za-z0-9.\-\[][^\s@]*(?:\s|$))"
+    r"(?P<secret>[^\s:@/]\S{0,255})(?=@(?!sha\d+:)[A-Za-z0-9.\-\[][^\s@]*(?:\s|$))"
 )
 # ?token=…, &access_token=…, ;Password=…: the parameter's name decides (see _keep).
 _QUERY_PARAM = r"[?&;](?P<param>[A-Za-z][A-Za-z0-9_.\-]{0,40})=(?P<secret>[^&#\s;{}\"']+)"
