@@ -127,10 +127,10 @@ def test_apt_conf_comments_are_linear() -> None:
 
 
 def test_sniffing_a_line_of_blanks_is_quick() -> None:
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: load on the machine does not count
     for head in (b"a" + b" " * 8191, b"[" + b" " * 8191, b"\n" * 8192, b"[" * 8192):
         detect_format("/etc/unknown", head)
-    assert time.monotonic() - started < 1.0
+    assert time.process_time() - started < 1.0
 
 
 # -- PEM ---------------------------------------------------------------------------------------

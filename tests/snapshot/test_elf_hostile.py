@@ -71,7 +71,7 @@ def test_corpus_on_disk_is_what_the_builder_makes() -> None:
 @pytest.mark.parametrize("name", sorted(corpus()))
 def test_each_hostile_file_is_facts_or_an_elf_error(name: str) -> None:
     data = (CORPUS / name).read_bytes()
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: load on the machine does not count
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
         info = _parse(data)
@@ -80,7 +80,7 @@ def test_each_hostile_file_is_facts_or_an_elf_error(name: str) -> None:
         assert "\n" not in str(err)
     else:
         _bounded(info)
-    assert time.monotonic() - started < _BUDGET_S
+    assert time.process_time() - started < _BUDGET_S
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
     assert grown_kib < 64 * 1024, f"{name}: peak memory grew by {grown_kib} KiB"
 
