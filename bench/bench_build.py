@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import VENVS, child_env, envpack_command, find_python311
+from benchlib import child_env, ensure_venv, envpack_command, find_python311
 
 from envpack.manifest import load_manifest
 from envpack.pack.plan import PlanOptions, plan_image
@@ -41,26 +41,6 @@ GOAL_SIZE = 0.6
 # Added with --include for the bigger image of the memory comparison: a few hundred MB of
 # real files that every Debian machine has.
 BIG_FOLDER = "/usr/lib/x86_64-linux-gnu"
-
-
-def ensure_flask_venv(base_python: str) -> Path:
-    """The cached Flask venv (its python), made with its own pip on first use."""
-    venv = VENVS / "py311-flask"
-    python = venv / "bin" / "python"
-    marker = venv / ".complete"
-    wanted = " ".join(REQUIREMENTS) + "\n"
-    if marker.exists() and python.exists() and marker.read_text() == wanted:
-        return python
-    if venv.exists():
-        shutil.rmtree(venv)
-    VENVS.mkdir(parents=True, exist_ok=True)
-    subprocess.run([base_python, "-m", "venv", str(venv)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *REQUIREMENTS],
-        check=True,
-    )
-    marker.write_text(wanted)
-    return python
 
 
 def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
@@ -122,7 +102,9 @@ def main() -> None:
     parser.add_argument("--python", help="base CPython 3.11 for the venv")
     args = parser.parse_args()
     repeat = max(3, args.repeat)
-    python = ensure_flask_venv(args.python or find_python311())
+    python = ensure_venv(
+        args.python or find_python311(), name="py311-flask", requirements=REQUIREMENTS
+    )
     env = child_env()
     envpack = envpack_command()
     app_dir = Path(__file__).resolve().parent.parent / "fixtures" / "build_app"

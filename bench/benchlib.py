@@ -11,7 +11,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -51,12 +51,14 @@ def find_python311() -> str:
     raise SystemExit("bench: no CPython 3.11 found (pyenv or python3.11 on PATH); use --python")
 
 
-def ensure_venv(base_python: str) -> Path:
-    """The cached benchmark venv (about 25 distributions); made with its own pip."""
-    venv = VENVS / "py311-25dists"
+def ensure_venv(
+    base_python: str, *, name: str = "py311-25dists", requirements: Sequence[str] = REQUIREMENTS
+) -> Path:
+    """A cached benchmark venv (by default about 25 distributions); made with its own pip."""
+    venv = VENVS / name
     python = venv / "bin" / "python"
     marker = venv / ".complete"
-    wanted = " ".join(REQUIREMENTS) + "\n"
+    wanted = " ".join(requirements) + "\n"
     if marker.exists() and python.exists() and marker.read_text() == wanted:
         return python
     if venv.exists():
@@ -64,7 +66,7 @@ def ensure_venv(base_python: str) -> Path:
     VENVS.mkdir(parents=True, exist_ok=True)
     subprocess.run([base_python, "-m", "venv", str(venv)], check=True)
     subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *REQUIREMENTS],
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements],
         check=True,
     )
     marker.write_text(wanted)
