@@ -617,10 +617,12 @@ def _run() -> None:
         # Not standalone: click's own error printing (a usage block, the raw argument) is
         # replaced by envpack's one escaped line; exit codes come back as the return value.
         code = app(standalone_mode=False)
-    except click_errors.NoArgsIsHelpError as err:
-        err.show()  # `envpack` alone: the help text, as click prints it
-        raise SystemExit(EXIT_OK) from None
     except click_errors.ClickException as err:
+        # `envpack` alone: click 8.2+ raises NoArgsIsHelpError carrying the help text (older
+        # click prints it and returns 0 itself, and has no such class).
+        if type(err).__name__ == "NoArgsIsHelpError":
+            err.show()
+            raise SystemExit(EXIT_OK) from None
         ctx = getattr(err, "ctx", None)
         where = ctx.command_path if ctx is not None else "envpack"
         _fail(f"{err.format_message()} (see '{where} --help')")
