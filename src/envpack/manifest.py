@@ -32,6 +32,10 @@ from envpack.errors import ManifestError
 from envpack.fsnames import escape, has_surrogates
 
 __all__ = [
+    "CAPTURED",
+    "COVERAGE_STATES",
+    "NOT_APPLICABLE",
+    "NOT_CAPTURED",
     "SCHEMA_VERSION",
     "SECTIONS",
     "Component",
@@ -62,6 +66,15 @@ SECTIONS: tuple[str, ...] = (
     "app",
 )
 """The keyed sections, in the order reports list them."""
+
+CAPTURED = "captured"
+"""The section's probe ran: an empty section then means really empty."""
+NOT_CAPTURED = "not_captured"
+"""The user skipped the section (``--only``)."""
+NOT_APPLICABLE = "not_applicable"
+"""The section cannot apply to this kind of source (or no probe records it)."""
+COVERAGE_STATES: tuple[str, ...] = (CAPTURED, NOT_CAPTURED, NOT_APPLICABLE)
+"""The values of ``meta.coverage``."""
 
 JSONValue = Union[None, bool, int, float, str, list[Any], dict[str, Any]]
 Component = dict[str, Any]
@@ -98,15 +111,22 @@ class Meta:
     hostname: str
     label: str | None = None
     """The ``--label`` given to capture (``dev``, ``prod``); reports name environments by it."""
+    coverage: dict[str, str] = field(default_factory=dict)
+    """Section name → ``captured``, ``not_captured`` or ``not_applicable``. A section not
+    listed (and every section of a manifest written before coverage was recorded) counts
+    as captured: see :meth:`Manifest.coverage_of`."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "envpack_version": self.envpack_version,
             "captured_at": self.captured_at,
             "source": {"kind": self.source_kind, "description": self.source},
             "hostname": self.hostname,
             "label": self.label,
         }
+        if self.coverage:
+            document["coverage"] = dict(self.coverage)
+        return document
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Meta:
@@ -118,6 +138,7 @@ class Meta:
             source=str(source.get("description", "")),
             hostname=str(data.get("hostname", "")),
             label=data.get("label"),
+            coverage=dict(data.get("coverage") or {}),
         )
 
 
@@ -133,6 +154,14 @@ class Manifest:
     def section(self, name: str) -> Section:
         """The named section; an empty one when it was not captured."""
         return self.sections.get(name, {})
+
+    def coverage_of(self, section: str) -> str:
+        """Whether ``section`` was captured: one of :data:`COVERAGE_STATES`.
+
+        A manifest without ``meta.coverage`` (written before envpack recorded it) counts
+        every section as captured, as those captures always ran every probe.
+        """
+        return self.meta.coverage.get(section, CAPTURED)
 
     @property
     def name(self) -> str:
@@ -305,6 +334,7 @@ def _from_document(document: object, origin: str) -> Manifest:
     meta = document.get("meta")
     if not isinstance(meta, dict) or not isinstance(meta.get("source", {}), dict):
         raise ManifestError(f"{origin}: not an envpack manifest (no meta object)")
+    _check_coverage(meta.get("coverage", {}), origin)
     sections: dict[str, Section] = {}
     for name in SECTIONS:
         if name not in document:
@@ -326,6 +356,17 @@ def _from_document(document: object, origin: str) -> Manifest:
     return Manifest(
         meta=Meta.from_json(meta), sections=sections, issues=issues, schema_version=version
     )
+
+
+def _check_coverage(coverage: object, origin: str) -> None:
+    if not isinstance(coverage, dict):
+        raise ManifestError(f"{origin}: damaged manifest: 'meta.coverage' is not an object")
+    for name, state in coverage.items():
+        if state not in COVERAGE_STATES:
+            raise ManifestError(
+                f"{origin}: damaged manifest: meta.coverage[{name!r}] is {state!r}, "
+                f"not one of {', '.join(COVERAGE_STATES)}"
+            )
 
 
 def schema_text() -> str:

@@ -16,6 +16,9 @@ Special cases:
   ``libssl.so.3`` (same stem ``libssl.so``) become one ``soname`` change under the key
   ``libssl.so``: an ABI break when the major differs.
 * ``meta`` is not compared, except the number of capture issues (info).
+* A section that one side did not capture (``meta.coverage``: skipped with ``--only``, or
+  not applicable to its source) is not compared: one info row ``meta/coverage.<section>``
+  says so instead of calling every entry of the other side added or removed.
 * Bookkeeping fields (a package's folder and interpreter) are not compared, and fields
   that follow from a version change (ABI tag, sys.path, RECORD size …) are not listed
   beside it: see ``_BOOKKEEPING`` and ``_FOLLOW_VERSION``.
@@ -26,15 +29,35 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from envpack.diff.model import Change, ChangeKind, Drift
+from envpack.diff.model import Change, ChangeKind, Drift, Severity
 from envpack.diff.severity import Graded, grade
 from envpack.diff.versions import VersionDelta, delta
-from envpack.manifest import SECTIONS, Component, Manifest, Section
+from envpack.manifest import (
+    CAPTURED,
+    NOT_APPLICABLE,
+    NOT_CAPTURED,
+    SECTIONS,
+    Component,
+    Manifest,
+    Section,
+)
 
-__all__ = ["MISSING", "PRIMARY", "cell", "compare", "compare_sections", "soname_stem"]
+__all__ = [
+    "COVERAGE",
+    "MISSING",
+    "PRIMARY",
+    "cell",
+    "compare",
+    "compare_sections",
+    "soname_stem",
+]
 
 PRIMARY = "primary"
 """Key under which the two primary interpreters are compared."""
+
+COVERAGE = "coverage"
+"""Key (in section ``meta``) of the rows saying a section was not captured on one side;
+the field is the section's name."""
 
 MISSING: Any = object()
 """What :func:`cell` returns for an environment without the component or field."""
@@ -77,6 +100,13 @@ def compare_sections(a: Manifest, b: Manifest) -> Iterator[Change]:
     """The changes, section by section in :data:`SECTIONS` order, keys sorted."""
     for name in SECTIONS:
         sa, sb = a.section(name), b.section(name)
+        coverage = a.coverage_of(name), b.coverage_of(name)
+        if coverage != (CAPTURED, CAPTURED):
+            # What one side did not look at cannot have drifted: one row says so.
+            row = _coverage_row(a, b, name, coverage)
+            if row is not None:
+                yield row
+            continue
         if sa is sb or sa == sb:
             continue
         if name == "interpreters":
@@ -89,6 +119,27 @@ def compare_sections(a: Manifest, b: Manifest) -> Iterator[Change]:
         yield from found
     if len(a.issues) != len(b.issues):
         yield _change("meta", "issues", "count", len(a.issues), len(b.issues), ChangeKind.CHANGED)
+
+
+def _coverage_row(
+    a: Manifest, b: Manifest, section: str, coverage: tuple[str, str]
+) -> Change | None:
+    """The one info row for a section that one side (or both) did not capture.
+
+    None when nothing can hide behind it: no side skipped the section by choice and
+    neither side holds an entry (``app``, which no probe records, against an older
+    manifest that counts it as captured).
+    """
+    if NOT_CAPTURED not in coverage and not a.section(section) and not b.section(section):
+        return None
+    missing = [m.name for m, state in zip((a, b), coverage) if state != CAPTURED]
+    states = {state for state in coverage if state != CAPTURED}
+    what = "not applicable to" if states == {NOT_APPLICABLE} else "not captured in"
+    reason = f"{section} {what} {' and '.join(missing)}; its entries are not compared"
+    before, after = coverage
+    return Change(
+        "meta", COVERAGE, section, before, after, ChangeKind.CHANGED, Severity.INFO, reason
+    )
 
 
 def _order(change: Change) -> tuple[str, str]:
@@ -283,6 +334,8 @@ def cell(manifest: Manifest, section: str, key: str, field: str | None) -> Any:
     ``soname`` stem; ``meta/issues.count``.
     """
     if section == "meta":
+        if key == COVERAGE and field is not None:
+            return manifest.coverage_of(field)
         return len(manifest.issues) if (key, field) == ("issues", "count") else MISSING
     data = manifest.section(section)
     if section == "interpreters" and key == PRIMARY:

@@ -22,7 +22,7 @@ from envpack.diff.model import Change, DiffResult, Drift, Severity, Verdict
 from envpack.diff.policy import Policy, accepted_document, apply_policy, load_accepted
 from envpack.diff.requirements import SECTION, Declared, check
 from envpack.errors import ManifestError, UsageError
-from envpack.manifest import Manifest, load_manifest, loads
+from envpack.manifest import CAPTURED, Manifest, load_manifest, loads
 
 __all__ = [
     "Environment",
@@ -202,6 +202,19 @@ def _requirement_misses(
     return out
 
 
+def _notes(environments: Sequence[Environment], declared: Declared | None) -> list[str]:
+    if declared is None:
+        return []
+    notes = list(declared.notes)
+    if declared.requirements:
+        notes.extend(
+            f"requirements not checked in {env.name}: python_packages not captured"
+            for env in environments
+            if env.manifest.coverage_of("python_packages") != CAPTURED
+        )
+    return notes
+
+
 def run_diff(
     environments: Sequence[Environment],
     *,
@@ -251,6 +264,6 @@ def run_diff(
         drifts=drifts,
         verdict=verdict,
         values=_values(environments, drifts, declared.targets if declared is not None else {}),
-        notes=list(declared.notes) if declared is not None else [],
+        notes=_notes(environments, declared),
     )
     return Outcome(result, document)

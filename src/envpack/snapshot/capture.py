@@ -9,13 +9,20 @@ from datetime import datetime, timezone
 
 from envpack import __version__
 from envpack.errors import UsageError
-from envpack.manifest import SECTIONS, Manifest, Meta
+from envpack.manifest import (
+    CAPTURED,
+    NOT_APPLICABLE,
+    NOT_CAPTURED,
+    SECTIONS,
+    Manifest,
+    Meta,
+)
 from envpack.redact import Redactor
 from envpack.snapshot.context import CaptureContext, CaptureOptions, Progress
 from envpack.snapshot.probes import PROBE_INPUTS, PROBES
 from envpack.snapshot.source import Source, SourceReadError
 
-__all__ = ["capture", "capture_time", "with_inputs"]
+__all__ = ["capture", "capture_time", "coverage", "with_inputs"]
 
 
 def capture_time(environ: Mapping[str, str]) -> str:
@@ -77,10 +84,30 @@ def capture(
         source=source.description,
         hostname=_hostname(source),
         label=options.label,
+        coverage=coverage(ctx),
     )
     # In the manifest's order, not the order the probes ran in (summaries list them so).
     sections = {name: ctx.sections[name] for name in SECTIONS if name in ctx.sections}
     return Manifest(meta=meta, sections=sections, issues=ctx.issues)
+
+
+def coverage(ctx: CaptureContext) -> dict[str, str]:
+    """``meta.coverage``: what this capture covers, section by section.
+
+    A section no probe records (``app``), or one the source says cannot apply to it
+    (:attr:`Source.not_applicable`), is ``not_applicable``; one ``--only`` left out is
+    ``not_captured``; every other one was captured, so an empty section is really empty.
+    """
+    probed = {section for section, _ in PROBES}
+    out: dict[str, str] = {}
+    for name in SECTIONS:
+        if name not in probed or name in ctx.source.not_applicable:
+            out[name] = NOT_APPLICABLE
+        elif ctx.wants(name):
+            out[name] = CAPTURED
+        else:
+            out[name] = NOT_CAPTURED
+    return out
 
 
 def _hostname(source: Source) -> str:

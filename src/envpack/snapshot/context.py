@@ -102,6 +102,9 @@ class CaptureContext:
         self.issues.append(Issue(probe, self.redactor.text(path), self.redactor.text(reason)))
 
     def wants(self, section: str) -> bool:
+        """Whether the probe of ``section`` runs: asked for, and applicable to the source."""
+        if section in self.source.not_applicable:
+            return False
         return self.options.only is None or section in self.options.only
 
 

@@ -221,6 +221,9 @@ class Source:
     description: str = ""
     environ: Mapping[str, str] = field(default_factory=dict)
     """The environment variables of the captured process (live only; empty for a rootfs)."""
+    not_applicable: frozenset[str] = frozenset()
+    """Sections that cannot apply to this source; its probes do not run and the manifest
+    records them as ``not_applicable`` in ``meta.coverage``."""
     _real_folders: dict[str, str] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
