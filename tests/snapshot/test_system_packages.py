@@ -121,6 +121,15 @@ def test_status_paragraphs_continuations_and_states(tmp_path: Path) -> None:
             "manager": "dpkg",
             "source": "gcc-12",
         },
+        # Its unpacking stopped half-way: some of its files are on disk (issue 9).
+        "half-installed": {
+            "name": "half-installed",
+            "version": "2.0",
+            "architecture": "amd64",
+            "manager": "dpkg",
+            "source": "half-installed",
+            "state": "half-installed, reinstreq",
+        },
         "libc6:amd64": {
             "name": "libc6",
             "version": "2.36-9+deb12u4",

@@ -24,6 +24,8 @@ system_packages    removed                                      major
 system_packages    added                                        minor
 system_packages    version (dpkg/rpm/apk ordering)              as above
 system_packages    arch                                         major
+system_packages    dpkg state, to or from a trigger wait        info
+system_packages    dpkg state, other (unpacked, half-configured) patch
 system_packages    other fields                                 info
 libraries          soname major change (libssl.so.1.1 → .3)     critical
 libraries          removed, needed by something captured        critical
@@ -267,7 +269,22 @@ def _grade_system_packages(c: Graded) -> tuple[Severity, str]:
         return _package_version("system package", key, before, after, kind, delta)
     if field in ("arch", "architecture"):
         return Severity.MAJOR, f"{key} built for another architecture: {_arrow(before, after)}"
+    if field == "state":
+        return _package_state(key, before, after)
     return Severity.INFO, f"{key} {field} {_arrow(before, after)}"
+
+
+def _package_state(key: str, before: Any, after: Any) -> tuple[Severity, str]:
+    """A dpkg state change: the package is on disk on both sides (no ``state``: installed).
+
+    Waiting for a trigger (``man-db`` after any install) changes nothing a program sees;
+    unpacked or half-configured means its maintainer script has not (fully) run yet.
+    """
+    old, new = before or "installed", after or "installed"
+    states = f"{key} dpkg state {old} → {new}"
+    if {old, new} <= {"installed", "triggers-pending", "triggers-awaited"}:
+        return Severity.INFO, f"{states}: its files are in place, a trigger is pending"
+    return Severity.PATCH, f"{states}: its files are on disk, its configuration is unfinished"
 
 
 def _grade_libraries(c: Graded) -> tuple[Severity, str]:

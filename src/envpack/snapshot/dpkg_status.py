@@ -13,6 +13,11 @@ small enough to parse exactly here.
 
 dpkg may leave records that are not yet folded into ``status`` in ``updates/`` (after an
 interrupted run); like ``dpkg-query``, they are applied on top, in numeric order.
+
+A package counts when its files are on disk, not only when it is fully ``installed``: a
+package waiting for a trigger (``man-db`` after every install), unpacked but not yet
+configured, or stopped half-way is still there, and dropping it made the diff call it
+removed while apt ran. Its state is recorded instead (``DpkgPackage.state``).
 """
 
 from __future__ import annotations
@@ -20,9 +25,30 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["DpkgPackage", "installed_packages", "parse_paragraphs"]
+__all__ = [
+    "INSTALLED",
+    "ON_DISK_STATES",
+    "DpkgPackage",
+    "installed_packages",
+    "on_disk_state",
+    "parse_paragraphs",
+]
 
 _FIELDS = frozenset({"package", "status", "version", "architecture", "source"})
+
+INSTALLED = "installed"
+ON_DISK_STATES = frozenset(
+    {
+        INSTALLED,
+        "triggers-pending",  # configured; a trigger it is interested in was activated
+        "triggers-awaited",  # configured; waits for another package's trigger processing
+        "half-configured",  # unpacked; configuring started and did not finish (postinst)
+        "unpacked",  # files in place, not configured yet
+        "half-installed",  # unpacking (or removal) started and did not finish: some files
+    }
+)
+"""dpkg states (dpkg-query(1), "Package states") in which the package's files are on
+disk. ``not-installed`` and ``config-files`` (only conffiles left after a remove) are not."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +61,9 @@ class DpkgPackage:
     source: str
     """The source package (``glibc`` for ``libc6``); the package's own name when the
     paragraph has no ``Source`` field, which is dpkg's rule too."""
+    state: str = INSTALLED
+    """The dpkg state, ``installed`` for a package fully installed; with ``, reinstreq``
+    appended when dpkg flagged it as needing reinstallation (an error during unpack)."""
 
 
 def parse_paragraphs(text: str) -> Iterator[dict[str, str]]:
@@ -58,16 +87,23 @@ def parse_paragraphs(text: str) -> Iterator[dict[str, str]]:
         yield fields
 
 
-def _is_installed(status: str) -> bool:
-    # "want eflag state": the package's files are on disk when the state is "installed"
-    # and the error flag is "ok" — whatever the wanted action ("install", or "hold" for a
-    # pinned package, which is still installed).
+def on_disk_state(status: str) -> str | None:
+    """The state to record from a ``Status`` value, or ``None`` when no files are on disk.
+
+    ``Status`` is "want eflag state". The wanted action does not matter ("install", or
+    "hold" for a pinned package, still installed; "deinstall" for one whose removal has
+    not run yet, still on disk); the error flag ``reinstreq`` is kept beside the state.
+    """
     words = status.split()
-    return len(words) == 3 and words[1] == "ok" and words[2] == "installed"
+    if len(words) != 3 or words[2] not in ON_DISK_STATES:
+        return None
+    state, eflag = words[2], words[1]
+    return state if eflag == "ok" else f"{state}, {eflag}"
 
 
 def installed_packages(texts: Iterable[str]) -> list[DpkgPackage]:
-    """Installed packages from the status text, then each ``updates/`` record in order.
+    """Packages whose files are on disk (:data:`ON_DISK_STATES`), from the status text,
+    then each ``updates/`` record in order.
 
     A later paragraph for the same package and architecture replaces an earlier one.
     """
@@ -79,10 +115,11 @@ def installed_packages(texts: Iterable[str]) -> list[DpkgPackage]:
                 latest[(name, fields.get("architecture", ""))] = fields
     packages: list[DpkgPackage] = []
     for (name, arch), fields in latest.items():
-        if not _is_installed(fields.get("status", "")):
+        state = on_disk_state(fields.get("status", ""))
+        if state is None:
             continue
         # "Source: gcc-12 (12.2.0-14)" names a source version when it differs: keep the name.
         source = fields.get("source", "").split(" ", 1)[0] or name
-        packages.append(DpkgPackage(name, fields.get("version", ""), arch, source))
+        packages.append(DpkgPackage(name, fields.get("version", ""), arch, source, state))
     packages.sort(key=lambda p: (p.name, p.architecture))
     return packages

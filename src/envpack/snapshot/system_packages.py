@@ -5,6 +5,13 @@ Section ``system_packages``; key: the package name. Component::
     {"name": "libc6", "version": "2.36-9+deb12u4", "architecture": "amd64",
      "manager": "dpkg", "source": "glibc"}
 
+A dpkg package whose files are on disk but that is not fully installed (waiting for a
+trigger, unpacked, half-configured …) is recorded too, with ``"state"``
+(``"triggers-pending"``); a fully installed one has no ``state`` field, so manifests of
+ordinary systems read as before. apk and rpm keep no such states: their databases list a
+package once its files are in place (apk writes ``installed`` at the end of a
+transaction; rpm adds the header in the same sqlite transaction), so all are recorded.
+
 Nothing is run (no ``dpkg-query``, ``rpm`` or ``apk``): a rootfs may hold binaries for
 another architecture, and the live host's tools must not decide what is recorded.
 
@@ -42,18 +49,25 @@ def probe(ctx: CaptureContext) -> None:
 
 
 def _component(
-    name: str, version: str, arch: str | None, manager: str, source: str | None
+    name: str,
+    version: str,
+    arch: str | None,
+    manager: str,
+    source: str | None,
+    state: str = dpkg_status.INSTALLED,
 ) -> Component:
     component: Component = {"name": name, "version": version, "manager": manager}
     if arch:
         component["architecture"] = arch
     if source:
         component["source"] = source
+    if state != dpkg_status.INSTALLED:
+        component["state"] = state
     return component
 
 
 def read_dpkg(ctx: CaptureContext) -> list[Component]:
-    """Installed dpkg packages (``var/lib/dpkg/status`` plus pending ``updates/``)."""
+    """dpkg packages on disk (``var/lib/dpkg/status`` plus pending ``updates/``)."""
     source = ctx.source
     try:
         status = source.read_text_or_none(DPKG_STATUS, whole=True)
@@ -64,7 +78,7 @@ def read_dpkg(ctx: CaptureContext) -> list[Component]:
         return []
     texts = [status, *_dpkg_updates(ctx, source)]
     return [
-        _component(p.name, p.version, p.architecture, "dpkg", p.source)
+        _component(p.name, p.version, p.architecture, "dpkg", p.source, p.state)
         for p in dpkg_status.installed_packages(texts)
     ]
 
