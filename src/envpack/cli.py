@@ -488,7 +488,12 @@ def build(
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing OUT.")] = False,
     no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Hash every file again; ignore the hash cache.")
+        bool,
+        typer.Option(
+            "--no-cache",
+            help="Hash, compile and compress everything again; use no cache (hashes, .pyc, "
+            "layers) and store nothing in one.",
+        ),
     ] = False,
     report: Annotated[
         Optional[Path],
@@ -556,6 +561,45 @@ def build(
     if not quiet:
         for line in result.summary():
             _say(line)
+
+
+cache_app = typer.Typer(
+    help="Inspect or empty the layer cache of `envpack build`.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(cache_app, name="cache")
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+@cache_app.command("info")
+def cache_info() -> None:
+    """Where the layer cache is ($ENVPACK_CACHE_DIR/layers), how many layers and bytes."""
+    from envpack.pack.layercache import LayerCache, layer_cache_dir
+
+    found = LayerCache(layer_cache_dir()).summary()
+    typer.echo(for_terminal(str(found.path)))
+    typer.echo(f"{found.layers} layers, {found.blobs} blobs, {_size(found.bytes)}")
+
+
+@cache_app.command("prune")
+def cache_prune() -> None:
+    """Empty the layer cache; say how many layers and bytes were freed."""
+    from envpack.pack.layercache import LayerCache, layer_cache_dir
+
+    done = LayerCache(layer_cache_dir()).prune()
+    typer.echo(
+        f"removed {done.layers} layers, {done.blobs} blobs, {_size(done.bytes)} freed "
+        f"from {for_terminal(str(done.path))}"
+    )
 
 
 @app.command()

@@ -42,11 +42,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 EPOCH = "1700000000"
 
 
-def _env() -> dict[str, str]:
+def _env(cache: Path | None = None) -> dict[str, str]:
+    """The builds' environment; ``cache``: their own cache folder (ENVPACK_CACHE_DIR)."""
     env = dict(os.environ)
     env.pop("VIRTUAL_ENV", None)
     env.setdefault("ENVPACK_REDACT_KEY", "envpack-test-key")
     env["SOURCE_DATE_EPOCH"] = EPOCH
+    if cache is not None:
+        env["ENVPACK_CACHE_DIR"] = str(cache)
     return env
 
 
@@ -193,14 +196,17 @@ def _tree(root: Path) -> dict[str, tuple[int, int, int]]:
 
 @pytest.fixture(scope="session")
 def oci311(env311: BuiltEnv, real_env_base: Path) -> tuple[Path, dict[str, Any]]:
-    """One OCI layout of the 3.11 image, built from the working folder ``a``."""
+    """One OCI layout of the 3.11 image, built from the working folder ``a`` with an empty
+    cache folder (``layer-cache``, which the later builds of this module share)."""
     where = real_env_base / "oci-a"
     where.mkdir()
     done = build(env311.manifest, "-o", "image.oci", "-q", "--app", env311.app_option(),
                  "--tag", "envpack-test/flask:1", "--report", "report.json",
-                 env=_env(), cwd=where)  # fmt: skip
+                 env=_env(real_env_base / "layer-cache"), cwd=where)  # fmt: skip
     _ok(done)
-    return where / "image.oci", report_of(where / "report.json")
+    report = report_of(where / "report.json")
+    assert not any(layer["cached"] for layer in report["layers"])
+    return where / "image.oci", report
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -210,7 +216,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def test_second_build_elsewhere_under_umask_077_is_identical(
-    env311: BuiltEnv, oci311: tuple[Path, dict[str, Any]], tmp_path: Path
+    env311: BuiltEnv, oci311: tuple[Path, dict[str, Any]], tmp_path: Path, real_env_base: Path
 ) -> None:
     first, first_report = oci311
     elsewhere = tmp_path / "b" / "deeper"
@@ -218,9 +224,13 @@ def test_second_build_elsewhere_under_umask_077_is_identical(
     (elsewhere / "image.oci").mkdir()  # an existing OUT: replaced with --force
     done = build(env311.manifest, "-o", "image.oci", "-q", "--force", "--report", "r.json",
                  "--app", env311.app_option(), "--tag", "envpack-test/flask:1",
-                 env=_env(), cwd=elsewhere, umask=0o077)  # fmt: skip
+                 env=_env(real_env_base / "layer-cache"), cwd=elsewhere,
+                 umask=0o077)  # fmt: skip
     _ok(done)
     second_report = report_of(elsewhere / "r.json")
+    # Unchanged: every layer comes from the cache the cold build filled, and the image
+    # is byte for byte the cold build's.
+    assert all(layer["cached"] for layer in second_report["layers"])
     assert second_report["image_digest"] == first_report["image_digest"]
     assert _files(elsewhere / "image.oci") == _files(first)
 
@@ -255,13 +265,14 @@ def test_layout_read_by_skopeo_and_umoci(
 
 
 def test_changing_the_app_changes_one_small_layer(
-    env311: BuiltEnv, oci311: tuple[Path, dict[str, Any]], tmp_path: Path
+    env311: BuiltEnv, oci311: tuple[Path, dict[str, Any]], tmp_path: Path, real_env_base: Path
 ) -> None:
     _, before = oci311
     app = write_app(tmp_path / "app", greeting="again")
     done = build(env311.manifest, "-o", str(tmp_path / "image.oci"), "-q",
                  "--app", f"{app}:/srv/app", "--tag", "envpack-test/flask:1",
-                 "--report", str(tmp_path / "r.json"), env=_env())  # fmt: skip
+                 "--report", str(tmp_path / "r.json"),
+                 env=_env(real_env_base / "layer-cache"))  # fmt: skip
     _ok(done)
     after = report_of(tmp_path / "r.json")
     assert [layer["group"] for layer in after["layers"]] == [
@@ -274,6 +285,9 @@ def test_changing_the_app_changes_one_small_layer(
     ]
     assert [group for group, _ in changed] == ["app"], changed
     assert changed[0][1] < 1_000_000
+    # Only that layer was built again: the others came from the layer cache.
+    rebuilt = [layer["group"] for layer in after["layers"] if not layer["cached"]]
+    assert rebuilt == ["app"]
     assert after["image_digest"] != before["image_digest"]
 
 
@@ -291,7 +305,9 @@ def test_interrupted_build_leaves_nothing(
     child = subprocess.Popen(
         [sys.executable, "-m", "envpack", "build", str(env311.manifest), "--format", "tar",
          "-o", str(out), "-q", "--app", env311.app_option()],
-        env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # An empty cache: the layers are compressed, not copied from an earlier build.
+        env=_env(tmp_path / "cache"), cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 300
     # Interrupt it while it compresses: the workspace beside OUT holds blobs by then.

@@ -89,6 +89,8 @@ class LayerReport:
     """Compressed bytes (0 for a rootfs-only build, which compresses nothing)."""
     uncompressed_size: int
     digest: str
+    cached: bool = False
+    """Taken from the layer cache: neither tarred nor compressed in this build."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,9 @@ class BuildReport:
         if self.drift:
             lines.append(f"packed despite drift (--allow-drift): {len(self.drift)} files")
         lines.extend(f"note: {note}" for note in self.notes)
+        reused = sum(layer.cached for layer in self.layers)
+        if reused:
+            lines.append(f"layers from the cache: {reused} of {len(self.layers)}")
         if self.image_digest:
             lines.append(f"image {self.image_digest}")
         if self.loaded_image_id:
@@ -288,7 +293,7 @@ def build(
     anchor = out if out is not None else Path(f".envpack-load-{os.getpid()}")
     try:
         with workspace(anchor) as space:
-            result = _produce(space, plan, groups, options, progress)
+            result = _produce(space, plan, groups, options, progress, source)
     except OSError as err:
         raise _disk_error(err, anchor) from None
     except PackError as err:
@@ -324,11 +329,12 @@ def _produce(
     groups: list[LayerGroup],
     options: BuildOptions,
     progress: Progress | None,
+    source: Source,
 ) -> BuildReport:
     out = options.output
     image: Image | None = None
     if options.format != "rootfs" or options.load:
-        image = _make_image(space, plan, groups, options, progress)
+        image, cached = _make_image(space, plan, groups, options, progress, source)
         layer_reports = [
             LayerReport(
                 group=g.name,
@@ -336,8 +342,9 @@ def _produce(
                 size=layer.size,
                 uncompressed_size=layer.uncompressed_size,
                 digest=str(layer.digest),
+                cached=hit,
             )
-            for g, layer in zip(groups, image.layers)
+            for g, layer, hit in zip(groups, image.layers, cached)
         ]
     else:
         layer_reports = [LayerReport(g.name, len(g.files), 0, g.size, "") for g in groups]
@@ -393,16 +400,25 @@ def _make_image(
     groups: list[LayerGroup],
     options: BuildOptions,
     progress: Progress | None,
-) -> Image:
-    """Compress the layers (in parallel) into the workspace and assemble the image."""
+    source: Source,
+) -> tuple[Image, list[bool]]:
+    """Compress the layers (in parallel) into the workspace and assemble the image; which
+    layers came from the layer cache (:mod:`envpack.pack.layercache`)."""
     from envpack.oci.image import assemble
-    from envpack.oci.layer import build_layers
+    from envpack.pack.layercache import build_cached_layers, open_cache
 
     blobs = space.path("blobs")
     blobs.mkdir()
     counter = _Counter(progress, "compressing", sum(g.size for g in groups))
-    layers = build_layers([g.entries() for g in groups], blobs, progress=counter.add)
-    return assemble(_spec(plan, groups, options), layers, annotations=_annotations(plan, options))
+    layers, cached = build_cached_layers(
+        [g.files for g in groups],
+        blobs,
+        source=source,
+        cache=open_cache(options.use_cache),
+        progress=counter.add,
+    )
+    image = assemble(_spec(plan, groups, options), layers, annotations=_annotations(plan, options))
+    return image, cached
 
 
 def _spec(plan: Plan, groups: list[LayerGroup], options: BuildOptions) -> ImageSpec:

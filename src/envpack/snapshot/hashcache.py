@@ -91,6 +91,10 @@ def recording() -> Iterator[list[str]]:
 
 
 def default_cache_dir() -> Path:
+    """``$ENVPACK_CACHE_DIR`` when set, else envpack's folder in the user cache folder."""
+    override = os.environ.get("ENVPACK_CACHE_DIR", "")
+    if override:
+        return Path(override)
     import platformdirs
 
     return Path(platformdirs.user_cache_path("envpack"))
