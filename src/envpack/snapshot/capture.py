@@ -69,6 +69,8 @@ def capture(
     ctx = CaptureContext(source=source, options=options, redactor=redactor)
     if progress is not None:
         ctx.progress = progress
+    for path, reason in source.load_issues():
+        ctx.issue(source.kind, path, reason)
     try:
         for section, probe in PROBES:
             if ctx.wants(section):

@@ -4,8 +4,8 @@ Section ``env``; key: the variable name; component ``{"value": str, "redacted": 
 
 - Live: the captured process's environment (``Source.environ``).
 - ``--root``: a rootfs has no process, so the variables a login there would get from
-  ``/etc/environment`` (pam_env) are recorded; none when that file is absent. An image's
-  own ``ENV`` lives in its config, not its rootfs, and is the image source's job.
+  ``/etc/environment`` (pam_env) are recorded; none when that file is absent.
+- ``--image``: the image config's ``Env``, what a container of it starts with.
 
 ``--env-allow`` / ``--env-deny`` are case-sensitive ``fnmatch`` globs: with an allow list
 only matching names are kept; a name matching a deny pattern is dropped even if allowed.
@@ -38,7 +38,7 @@ _NEVER_RECORDED = frozenset({"ENVPACK_REDACT_KEY"})
 def probe(ctx: CaptureContext) -> None:
     """Fill the ``env`` section."""
     source = ctx.source
-    if source.is_live:
+    if source.is_live or source.kind == "image":  # an image: its config's Env
         variables: Mapping[str, str] = source.environ
     else:
         try:

@@ -460,4 +460,6 @@ class HashBatch:
 def cache_for(ctx: CaptureContext) -> HashCache:
     """The one hash cache of a capture, opened on first use and closed with the capture."""
     options = ctx.options
-    return ctx.shared("hashcache", lambda: HashCache(options.cache_dir, enabled=options.use_cache))
+    # An image's files are copies made for this capture: their inodes name nothing stable.
+    enabled = options.use_cache and ctx.source.kind != "image"
+    return ctx.shared("hashcache", lambda: HashCache(options.cache_dir, enabled=enabled))

@@ -220,7 +220,8 @@ class Source:
     kind: str = "live"
     description: str = ""
     environ: Mapping[str, str] = field(default_factory=dict)
-    """The environment variables of the captured process (live only; empty for a rootfs)."""
+    """The environment variables of the captured process (live), of a container of the
+    image (its config's ``Env``), empty for a rootfs."""
     not_applicable: frozenset[str] = frozenset()
     """Sections that cannot apply to this source; its probes do not run and the manifest
     records them as ``not_applicable`` in ``meta.coverage``."""
@@ -258,6 +259,11 @@ class Source:
         if self._root_dir is None and not self.is_live:
             self._root_dir = RootDir(self.root)
         return self._root_dir
+
+    def load_issues(self) -> list[tuple[str, str]]:
+        """``(path, reason)`` for what the source itself refused or changed while being
+        opened (an image's hostile entries); capture records them as issues."""
+        return []
 
     def close(self) -> None:
         """Close the root folder's descriptor (also done when the source is collected)."""
