@@ -125,7 +125,10 @@ def test_a_docker_import_reads_like_the_tree_it_was_made_from(
         "--image", f"docker-archive:{images['base_saved']}", out=tmp_path / "i.json"
     )
     assert from_image["meta"]["source"]["kind"] == "image"
-    assert _sections(from_image) == _sections(from_root)
+    assert from_image["meta"]["coverage"]["network"] == "not_applicable"
+    assert from_image["meta"]["coverage"]["binaries"] == "captured"
+    assert "network" not in from_image
+    assert _sections(from_image) == _sections(from_root, without=("network",))
     assert len(from_image["system_packages"]) > 100
     assert "/usr/bin/python3" in from_image["interpreters"]
     assert {"cat", "ls"} <= set(from_image["binaries"])
@@ -171,7 +174,9 @@ def test_whiteouts_and_opaque_folders_match_dockers_own_flattening(
     assert "etc/imagecap-opq/.wh..wh..opq" in names
     from_image = _capture("--image", f"docker-archive:{images['saved']}", out=tmp_path / "i.json")
     flattened = _capture("--root", str(images["flat"]), out=tmp_path / "flat.json")
-    assert _sections(from_image, without=("env",)) == _sections(flattened, without=("env",))
+    assert _sections(from_image, without=("env",)) == _sections(
+        flattened, without=("env", "network")
+    )
     assert "ls" not in from_image["binaries"] and "cat" in from_image["binaries"]
     with open_image(f"docker-archive:{images['saved']}") as source:
         assert source.listdir("/etc/imagecap-opq") == ["new"]

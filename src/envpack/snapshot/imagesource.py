@@ -133,7 +133,15 @@ class ImageSource(Source):
     def __init__(
         self, blobs: ImageBlobs, view: ImageView, data_files: list[Path], temp: Path
     ) -> None:
-        super().__init__(root=blobs.reference, kind="image", description=blobs.reference)
+        super().__init__(
+            root=blobs.reference,
+            kind="image",
+            description=blobs.reference,
+            # A container's network is the runtime's, made when it starts: interfaces,
+            # routes, listening ports, and even /etc/resolv.conf, hosts and hostname, which
+            # Docker and Podman mount over the image's. An image has none of it to record.
+            not_applicable=frozenset({"network"}),
+        )
         self.blobs = blobs
         self.environ = self.image_env
         self.view = view
