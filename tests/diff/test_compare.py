@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from diff_manifests import by_where, dev_sections, make, one
 
 from envpack.diff.compare import MISSING, cell, compare, soname_stem
@@ -97,19 +98,33 @@ def test_soname_stem() -> None:
     assert soname_stem("libsox") == ("libsox", "")
 
 
-def test_libssl_major_change_is_one_abi_break() -> None:
+def _git_needs(sections: dict[str, Any], *names: str) -> None:
+    """Give the environment's git the ELF facts of a program needing ``names``."""
+    elf = {"needed": list(names), "soname": None, "runpath": [], "rpath": [], "build_id": None}
+    sections["binaries"]["/usr/bin/git"].update(path="/usr/bin/git", elf=elf)
+
+
+@pytest.mark.parametrize("needed", [True, False])
+def test_libssl_major_change_is_one_abi_break(needed: bool) -> None:
+    """Critical when something in the target still needs the old soname; else major."""
+
     def edit(s: dict[str, Any]) -> None:
         libs = s["libraries"]
         del libs["libssl.so.3"]
         libs["libssl.so.1.1"] = {"path": "/usr/lib/libssl.so.1.1", "needed_by": ["a"]}
+        _git_needs(s, "libc.so.6", *(["libssl.so.3"] if needed else ["libssl.so.1.1"]))
 
-    changes = changed(edit)
+    changes = [c for c in changed(edit) if c.section == "libraries"]
     assert len(changes) == 1
     (change,) = changes
     assert change.where == "libraries/libssl.so.soname"
     assert (change.before, change.after) == ("libssl.so.3", "libssl.so.1.1")
-    assert change.severity is Severity.CRITICAL
     assert "ABI break" in change.reason
+    if needed:
+        assert change.severity is Severity.CRITICAL
+        assert "/usr/bin/git needs libssl.so.3" in change.reason
+    else:
+        assert change.severity is Severity.MAJOR
 
 
 def test_same_soname_major_is_minor() -> None:
@@ -122,18 +137,49 @@ def test_same_soname_major_is_minor() -> None:
     assert change.severity is Severity.MINOR
 
 
-def test_needed_library_removed_is_critical_unneeded_is_major() -> None:
-    def edit(s: dict[str, Any]) -> None:
+def test_removed_library_is_critical_only_when_the_target_needs_it() -> None:
+    """What the baseline's ``needed_by`` says does not count: its users may be gone too."""
+
+    def needed(s: dict[str, Any]) -> None:
         del s["libraries"]["libz.so.1"]
+        _git_needs(s, "libz.so.1")
 
-    assert one(changed(edit), "libraries/libz.so.1").severity is Severity.CRITICAL
+    change = one(changed(needed), "libraries/libz.so.1")
+    assert change.severity is Severity.CRITICAL
+    assert "/usr/bin/git needs it" in change.reason
 
-    base = dev_sections()
-    base["libraries"]["libz.so.1"].pop("needed_by")
+    def unused(s: dict[str, Any]) -> None:
+        del s["libraries"]["libz.so.1"]
+        _git_needs(s, "libc.so.6")
+
+    change = one(changed(unused), "libraries/libz.so.1")
+    assert change.severity is Severity.MINOR
+    assert "nothing captured here needs it" in change.reason
+
+
+def test_removed_library_the_target_failed_to_find_is_critical() -> None:
+    """A C extension's library: the requester has no entry, the probe's issue names it."""
+    from envpack.manifest import Issue
+
     after = dev_sections()
     del after["libraries"]["libz.so.1"]
-    drift = compare(make("dev", base), make("prod", after))
-    assert one(drift.changes, "libraries/libz.so.1").severity is Severity.MAJOR
+    prod = make("prod", after)
+    prod.issues.append(
+        Issue("libraries", "/srv/x/_z.so", "libz.so.1 not found (needed by /srv/x/_z.so)")
+    )
+    change = one(compare(make("dev", dev_sections()), prod).changes, "libraries/libz.so.1")
+    assert change.severity is Severity.CRITICAL
+    assert "/srv/x/_z.so needs it" in change.reason
+
+
+def test_no_interpreter_left_is_critical() -> None:
+    def edit(s: dict[str, Any]) -> None:
+        s["interpreters"].clear()
+
+    rows = [c for c in changed(edit) if c.section == "interpreters"]
+    assert rows
+    assert {c.severity for c in rows} == {Severity.CRITICAL}
+    assert "no Python interpreter" in rows[0].reason
 
 
 def test_config_files_compared_per_key() -> None:

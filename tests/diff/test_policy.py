@@ -63,6 +63,11 @@ def test_ignore_expected_and_overrides() -> None:
     }
     assert found["python_packages/six.version"].severity is Severity.CRITICAL  # first match
     assert found["python_packages/requests.version"].severity is Severity.INFO
+    # The reason says that the policy, not the default, decided the severity, and from what.
+    six = found["python_packages/six.version"].reason
+    assert six.endswith("(policy python_packages/six.version: minor → critical)"), six
+    requests = found["python_packages/requests.version"].reason
+    assert requests.endswith("(policy python_packages/*: major → info)"), requests
     hostname = found["network/hostname.hostname"]
     assert (hostname.severity, hostname.disposition) == (Severity.INFO, "expected")
     assert hostname.reason.endswith("(expected: own name)")

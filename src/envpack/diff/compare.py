@@ -26,6 +26,7 @@ Special cases:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,6 +50,7 @@ __all__ = [
     "cell",
     "compare",
     "compare_sections",
+    "needs",
     "soname_stem",
 ]
 
@@ -112,7 +114,7 @@ def compare_sections(a: Manifest, b: Manifest) -> Iterator[Change]:
         if name == "interpreters":
             found = _interpreters(sa, sb)
         elif name == "libraries":
-            found = _libraries(sa, sb)
+            found = _libraries(sa, sb, b)
         else:
             found = list(_keyed(name, sa, sb))
         found.sort(key=_order)
@@ -155,10 +157,11 @@ def _change(
     kind: ChangeKind,
     *,
     delta: VersionDelta | None = None,
-    needed: bool = False,
+    needed_by: str = "",
     flattened_keys: bool = False,
+    none_left: bool = False,
 ) -> Change:
-    graded = Graded(key, field, before, after, kind, delta, needed, flattened_keys)
+    graded = Graded(key, field, before, after, kind, delta, needed_by, flattened_keys, none_left)
     severity, reason = grade(section, graded)
     return Change(section, key, field, before, after, kind, severity, reason)
 
@@ -177,11 +180,11 @@ def _keyed(section: str, sa: Section, sb: Section) -> Iterator[Change]:
                 yield _whole(section, key, None, cb)
 
 
-def _whole(section: str, key: str, ca: Component | None, cb: Component | None) -> Change:
+def _whole(
+    section: str, key: str, ca: Component | None, cb: Component | None, needed_by: str = ""
+) -> Change:
     kind = ChangeKind.REMOVED if cb is None else ChangeKind.ADDED
-    component = ca if ca is not None else cb
-    needed = bool(component and (component.get("needed_by") or component.get("required_by")))
-    return _change(section, key, None, ca, cb, kind, needed=needed)
+    return _change(section, key, None, ca, cb, kind, needed_by=needed_by)
 
 
 def _fields(section: str, key: str, ca: Component, cb: Component) -> Iterator[Change]:
@@ -258,6 +261,11 @@ def primary_key(section: Section) -> str | None:
 
 
 def _interpreters(sa: Section, sb: Section) -> list[Change]:
+    if sa and not sb:  # no Python at all on the other side
+        return [
+            _change("interpreters", k, None, c, None, ChangeKind.REMOVED, none_left=True)
+            for k, c in sa.items()
+        ]
     pa, pb = primary_key(sa), primary_key(sb)
     if pa is None or pb is None:
         return list(_keyed("interpreters", sa, sb))
@@ -290,7 +298,49 @@ def _one_or_list(items: list[str]) -> str | list[str]:
     return items[0] if len(items) == 1 else items
 
 
-def _libraries(sa: Section, sb: Section) -> list[Change]:
+_NOT_FOUND = re.compile(r"(\S+) not found \(needed by (.+)\)")
+"""The libraries probe's issue for a needed name that resolves nowhere."""
+
+
+def needs(manifest: Manifest) -> dict[str, str]:
+    """Every library name something captured in ``manifest`` needs → one such requester.
+
+    From the ``DT_NEEDED`` lists of its binaries and libraries, and from the libraries
+    probe's "not found" issues (an interpreter or a C extension whose library is absent:
+    those requesters have no entry of their own). The requester shown is the first path
+    in sorted order, so the reason does not depend on the order of the manifest.
+    """
+    found: dict[str, str] = {}
+
+    def add(name: object, who: str) -> None:
+        if isinstance(name, str) and (name not in found or who < found[name]):
+            found[name] = who
+
+    for section in ("binaries", "libraries"):
+        for key, component in manifest.section(section).items():
+            elf = component.get("elf")
+            needed = elf.get("needed") if isinstance(elf, dict) else None
+            if isinstance(needed, list):
+                who = component.get("path")
+                for name in needed:
+                    add(name, who if isinstance(who, str) else key)
+    for issue in manifest.issues:
+        if issue.probe == "libraries":
+            match = _NOT_FOUND.fullmatch(issue.reason)
+            if match is not None:
+                add(match.group(1), match.group(2))
+    return found
+
+
+def _soname(key: str, component: Component) -> str:
+    name = component.get("soname")
+    return name if isinstance(name, str) else key.split("@", 1)[0]
+
+
+def _libraries(sa: Section, sb: Section, target: Manifest) -> list[Change]:
+    """Library changes; a library missing from ``target`` is graded by whether something
+    captured there needs it (its ``needed_by`` in the baseline says nothing about the
+    target, where those users may be gone too)."""
     found: list[Change] = []
     removed: dict[str, list[str]] = {}
     added: dict[str, list[str]] = {}
@@ -301,8 +351,14 @@ def _libraries(sa: Section, sb: Section) -> list[Change]:
             added.setdefault(soname_stem(change.key)[0], []).append(change.key)
         else:
             found.append(change)
+    wanted = needs(target) if removed else {}
     for stem in sorted(removed.keys() | added.keys()):
         old, new = sorted(removed.get(stem, [])), sorted(added.get(stem, []))
+        users = sorted(
+            (wanted[_soname(s, sa[s])], _soname(s, sa[s]))
+            for s in old
+            if _soname(s, sa[s]) in wanted
+        )
         if old and new:
             majors_old = {soname_stem(s)[1] for s in old}
             majors_new = {soname_stem(s)[1] for s in new}
@@ -316,10 +372,13 @@ def _libraries(sa: Section, sb: Section) -> list[Change]:
                     _one_or_list(new),
                     ChangeKind.CHANGED,
                     delta=VersionDelta(0, level),
+                    needed_by=f"{users[0][0]} needs {users[0][1]}" if users else "",
                 )
             )
             continue
-        found.extend(_whole("libraries", s, sa[s], None) for s in old)
+        for s in old:
+            name = _soname(s, sa[s])
+            found.append(_whole("libraries", s, sa[s], None, wanted.get(name, "")))
         found.extend(_whole("libraries", s, None, sb[s]) for s in new)
     return found
 

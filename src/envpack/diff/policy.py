@@ -283,7 +283,11 @@ def _judge(
             return None
         for pattern, severity in policy.severity:
             if _named(names, pattern):
-                change = dataclasses.replace(change, severity=severity)
+                if severity != change.severity:  # the reason says who decided, and from what
+                    said = f"policy {pattern}: {change.severity.label} → {severity.label}"
+                    change = dataclasses.replace(
+                        change, severity=severity, reason=f"{change.reason} ({said})"
+                    )
                 break
     # The fingerprint holds no severity or reason, so an override does not un-accept.
     if accept_all or (accepted and fingerprint(drift, change) in accepted):

@@ -11,6 +11,7 @@ interpreters       version: major (3.x → 2.x) or epoch          critical
 interpreters       version: minor (3.11 → 3.9)                  major
 interpreters       version: patch, pre/post/dev/local           minor
 interpreters       interpreter removed                          major
+interpreters       removed, and no interpreter left at all      critical
 interpreters       interpreter added; path, prefix, markers.*   info
 interpreters       any other field                              minor
 python_packages    removed                                      major
@@ -25,11 +26,12 @@ system_packages    added                                        minor
 system_packages    version (dpkg/rpm/apk ordering)              as above
 system_packages    arch                                         major
 system_packages    dpkg state, to or from a trigger wait        info
-system_packages    dpkg state, other (unpacked, half-configured) patch
+system_packages    dpkg state: unpacked, half-configured …      patch
 system_packages    other fields                                 info
-libraries          soname major change (libssl.so.1.1 → .3)     critical
-libraries          removed, needed by something captured        critical
-libraries          removed (no recorded user)                   major
+libraries          soname major change, old one needed there    critical
+libraries          soname major change, old one needed nowhere  major
+libraries          removed, needed by something in the target   critical
+libraries          removed, nothing in the target needs it      minor
 libraries          same stem, same major, other soname          minor
 libraries          added; path                                  info
 libraries          other fields (hash, version)                 minor
@@ -173,11 +175,14 @@ class Graded:
     delta: VersionDelta | None = None
     """The version comparison of a version field (for a library's ``soname``, level
     ``major`` means the soname major changed)."""
-    needed: bool = False
-    """A removed component was needed by something captured (a library's users)."""
+    needed_by: str = ""
+    """A removed library: what captured in the target environment needs it (a path, or
+    for a soname change "PATH needs NAME"); empty when nothing there does."""
     flat: bool = False
     """The component's keys are compared one by one (config files), so its hash changing
     adds nothing."""
+    none_left: bool = False
+    """A removed interpreter, and the other environment has no Python interpreter at all."""
 
 
 def grade(section: str, change: Graded) -> tuple[Severity, str]:
@@ -191,6 +196,11 @@ Grader = Callable[[Graded], tuple[Severity, str]]
 def _grade_interpreters(c: Graded) -> tuple[Severity, str]:
     key, field, before, after, kind, delta = c.key, c.field, c.before, c.after, c.kind, c.delta
     if field is None:
+        if kind is ChangeKind.REMOVED and c.none_left:
+            return Severity.CRITICAL, (
+                f"interpreter {key} is missing and no Python interpreter was found here: "
+                "Python code will not run"
+            )
         if kind is ChangeKind.REMOVED:
             return Severity.MAJOR, f"interpreter {key} is missing"
         return Severity.INFO, f"interpreter {key} is new"
@@ -288,26 +298,35 @@ def _package_state(key: str, before: Any, after: Any) -> tuple[Severity, str]:
 
 
 def _grade_libraries(c: Graded) -> tuple[Severity, str]:
-    key, field, before, after, kind, delta, needed = (
+    key, field, before, after, kind, delta, needed_by = (
         c.key,
         c.field,
         c.before,
         c.after,
         c.kind,
         c.delta,
-        c.needed,
+        c.needed_by,
     )
     if field is None:
         if kind is ChangeKind.REMOVED:
-            if needed:
-                return Severity.CRITICAL, f"{key} is missing; programs that need it will not start"
-            return Severity.MAJOR, f"{key} is missing"
+            if needed_by:
+                return Severity.CRITICAL, (
+                    f"{key} is missing and {needed_by} needs it: it will not start"
+                )
+            return Severity.MINOR, (
+                f"{key} is missing; nothing captured here needs it (an unused file removed)"
+            )
         return Severity.INFO, f"{key} is present only here"
     if field == "soname":
         if delta is not None and delta.level == "major":
-            return Severity.CRITICAL, (
-                f"{_arrow(before, after)}: ABI break (soname major changed); programs "
-                "linked against the old library will not load"
+            if needed_by:
+                return Severity.CRITICAL, (
+                    f"{_arrow(before, after)}: ABI break (soname major changed) and "
+                    f"{needed_by}, which is missing: it will not load"
+                )
+            return Severity.MAJOR, (
+                f"{_arrow(before, after)}: ABI break (soname major changed); nothing "
+                "captured here needs the old one, code built elsewhere against it will not load"
             )
         return Severity.MINOR, f"{_arrow(before, after)}: same ABI major, another soname"
     if field == "path":
