@@ -17,21 +17,24 @@ bytes, its image path and the header time, so a rebuild compiles only what chang
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import json
 import os
 import posixpath
-import shutil
 import subprocess
 import tempfile
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 __all__ = ["CompileJob", "Compiled", "compile_sources", "interpreter_info", "pyc_path"]
 
 # Runs inside the target interpreter (2.7 to 3.13): one JSON job per stdin line, one
-# answer line each. Kept to syntax every one of those versions reads.
+# answer each on stdout. Kept to syntax every one of those versions reads.
 _WORKER = r"""
 import sys, json, marshal, struct, hashlib, os
 if sys.version_info >= (3, 4):
@@ -44,7 +47,8 @@ HASHED = sys.version_info >= (3, 7)
 SIZED = sys.version_info >= (3, 3)
 cache = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else None
 ident = sys.argv[2].encode("ascii") if len(sys.argv) > 2 else b""
-out = sys.stdout
+# Answers are binary: "ok <length>\n" followed by the pyc, or "error <name>\n".
+out = getattr(sys.stdout, "buffer", sys.stdout)
 HEADER = 16 if HASHED else (12 if SIZED else 8)
 
 
@@ -85,17 +89,19 @@ def header(data, mtime):
     return MAGIC + struct.pack("<I", mtime & 0xFFFFFFFF)
 
 
+def answer(pyc):
+    out.write(("ok %d\n" % len(pyc)).encode("ascii"))
+    out.write(pyc)
+
+
 for line in sys.stdin:
-    src, dfile, dest, mtime = json.loads(line)
+    src, dfile, mtime = json.loads(line)
     try:
         with open(src, "rb") as f:
             data = f.read()
         body = existing_code(src, data)
         if body is not None:
-            with open(dest, "wb") as f:
-                f.write(header(data, mtime) + body)
-            out.write("ok\n")
-            out.flush()
+            answer(header(data, mtime) + body)
             continue
         key = None
         if cache:
@@ -104,26 +110,22 @@ for line in sys.stdin:
             key = os.path.join(cache, h.hexdigest() + ".pyc")
             if os.path.exists(key):
                 with open(key, "rb") as f:
-                    pyc = f.read()
-                with open(dest, "wb") as f:
-                    f.write(pyc)
-                out.write("ok\n")
-                out.flush()
+                    answer(f.read())
                 continue
         code = compile(data, dfile, "exec", 0, True)
-        body = marshal.dumps(code)
-        pyc = header(data, mtime) + body
-        with open(dest, "wb") as f:
-            f.write(pyc)
+        pyc = header(data, mtime) + marshal.dumps(code)
         if key:
-            tmp = key + ".%d.tmp" % os.getpid()
-            with open(tmp, "wb") as f:
-                f.write(pyc)
-            os.rename(tmp, key)
-        out.write("ok\n")
+            try:
+                tmp = key + ".%d.tmp" % os.getpid()
+                with open(tmp, "wb") as f:
+                    f.write(pyc)
+                os.rename(tmp, key)
+            except (IOError, OSError):
+                pass  # the cache is only a speed-up
+        answer(pyc)
     except Exception as err:
-        out.write("error %s\n" % type(err).__name__)
-    out.flush()
+        out.write(("error %s\n" % type(err).__name__).encode("ascii"))
+out.flush()
 """
 
 _INFO = (
@@ -157,7 +159,13 @@ class CompileJob:
 class Compiled:
     job: CompileJob
     pyc_path: str
-    data: bytes
+    size: int
+    open: Callable[[], BinaryIO]
+    """The pyc's bytes, read from the worker's spool file when the layer is written."""
+
+    def read(self) -> bytes:
+        with self.open() as stream:
+            return stream.read()
 
 
 def interpreter_info(executable: str) -> InterpreterInfo | None:
@@ -209,42 +217,91 @@ def compile_sources(
             cache = ""
     count = max(1, min(workers or os.cpu_count() or 1, 4, (len(jobs) + 199) // 200))
     batches = [list(jobs[i::count]) for i in range(count)]
-    scratch = tempfile.mkdtemp(prefix="envpack-pyc-")
+    # Every worker reads its jobs from an unlinked file and answers into another: all of
+    # them run at once (a pipe would wait for us to feed it), no pyc becomes a file of its
+    # own (thousands of creations cost more than compiling), and the answers stay on disk
+    # until the layer writer reads them, so memory does not grow with the image. Unlinked
+    # files vanish with the process, however it ends.
+    procs: list[tuple[list[CompileJob], subprocess.Popen[bytes], _Spool]] = []
     try:
-        procs = []
-        for index, batch in enumerate(batches):
-            lines = []
-            for n, job in enumerate(batch):
-                dest = os.path.join(scratch, f"{index}-{n}.pyc")
-                lines.append(json.dumps([job.source, job.image_path, dest, job.mtime]))
-            proc = subprocess.Popen(
-                [info.executable, "-E", "-s", "-c", _WORKER, cache, ident],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
-            procs.append((index, batch, proc, "\n".join(lines) + "\n"))
+        for batch in batches:
+            with tempfile.TemporaryFile() as requests:
+                for job in batch:
+                    line = json.dumps([job.source, job.image_path, job.mtime]) + "\n"
+                    requests.write(line.encode("ascii"))
+                requests.seek(0)
+                spool = _Spool()
+                try:
+                    proc = subprocess.Popen(
+                        [info.executable, "-E", "-s", "-c", _WORKER, cache, ident],
+                        stdin=requests,
+                        stdout=spool.fd,
+                        stderr=subprocess.DEVNULL,
+                    )
+                except BaseException:
+                    spool.close()
+                    raise
+            procs.append((batch, proc, spool))
         compiled: list[Compiled] = []
         failed: list[str] = []
         done = 0
-        for index, batch, proc, text in procs:
-            answers, _ = proc.communicate(text)
-            replies = answers.splitlines()
-            for n, job in enumerate(batch):
-                reply = replies[n] if n < len(replies) else "error no answer"
-                if reply == "ok":
-                    data = Path(scratch, f"{index}-{n}.pyc").read_bytes()
-                    compiled.append(Compiled(job, pyc_path(job.image_path, info), data))
-                else:
-                    failed.append(job.image_path)
+        for batch, proc, spool in procs:
+            proc.wait()
+            _read_answers(spool, batch, info, compiled, failed)
             done += len(batch)
             if progress is not None:
                 progress(done, len(jobs))
-        compiled.sort(key=lambda c: c.pyc_path)
-        return compiled, sorted(failed)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    except BaseException:
+        for _, proc, spool in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            spool.close()
+        raise
+    compiled.sort(key=lambda c: c.pyc_path)
+    return compiled, sorted(failed)
+
+
+def _read_answers(
+    spool: _Spool,
+    batch: Sequence[CompileJob],
+    info: InterpreterInfo,
+    compiled: list[Compiled],
+    failed: list[str],
+) -> None:
+    """Index one worker's answer file: where each pyc starts and how long it is."""
+    total = os.fstat(spool.fd).st_size
+    with os.fdopen(os.dup(spool.fd), "rb") as answers:
+        answers.seek(0)
+        for job in batch:
+            head = answers.readline()
+            ok = head.startswith(b"ok ") and head[3:].strip().isdigit()
+            size = int(head[3:]) if ok else -1
+            offset = answers.tell()
+            if size < 0 or offset + size > total:
+                # "error <name>", or a worker that died before answering in full.
+                failed.append(job.image_path)
+                continue
+            answers.seek(size, os.SEEK_CUR)
+            pyc = pyc_path(job.image_path, info)
+            opener = functools.partial(spool.read, offset, size)
+            compiled.append(Compiled(job, pyc, size, opener))
+
+
+class _Spool:
+    """A worker's answer file, unlinked from birth: its descriptor stays open for as long
+    as an opener of one of its pycs lives (closed when the last goes, or by ``close``)."""
+
+    def __init__(self) -> None:
+        with tempfile.TemporaryFile() as file:
+            self.fd = os.dup(file.fileno())
+        self._finalizer = weakref.finalize(self, os.close, self.fd)
+
+    def read(self, offset: int, size: int) -> BinaryIO:
+        return io.BytesIO(os.pread(self.fd, size, offset))
+
+    def close(self) -> None:
+        self._finalizer()
 
 
 def _identity(info: InterpreterInfo) -> str:

@@ -137,6 +137,25 @@ class FileSet:
         self._files[path] = _Pending(PlannedFile(entry, group, origin, None), None)
         return True
 
+    def add_generated_stream(
+        self,
+        path: str,
+        size: int,
+        opener: Callable[[], BinaryIO],
+        group: str,
+        *,
+        replace_existing: bool = False,
+    ) -> bool:
+        """Like :meth:`add_generated`, for bytes kept elsewhere until the layer is written."""
+        if path in self._files and not replace_existing:
+            return False
+        self.add_parents(path, group, "generated")
+        entry = TarEntry(
+            path=path, kind="file", mode=0o644, mtime=self.epoch, size=size, open=opener
+        )
+        self._files[path] = _Pending(PlannedFile(entry, group, "generated", None), None)
+        return True
+
     def add_generated_dir(self, path: str, group: str, *, mode: int = 0o755, uid: int = 0) -> None:
         """A folder the planner makes (``/tmp`` 1777); replaces a copied one."""
         self.add_parents(path, group, "generated")

@@ -440,7 +440,9 @@ class _Planner:
             )
         for item in compiled:
             group = f"bytecode:{groups[item.job.image_path]}"
-            files.add_generated(item.pyc_path, item.data, group, replace_existing=True)
+            files.add_generated_stream(
+                item.pyc_path, item.size, item.open, group, replace_existing=True
+            )
 
     def _host_path(self, planned: PlannedFile, copies: str, index: int) -> str | None:
         """Where the compiler reads a ``.py``: a host path it may open by name.
