@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from envpack.oci.image import Image, ImageSpec, assemble
-from envpack.oci.layer import build_layers
+from envpack.oci.layer import DEFAULT_LEVEL, build_layers
 from envpack.oci.tarlayer import TarEntry
 
 EPOCH = 1_700_000_000
@@ -122,7 +122,7 @@ def small_image_groups() -> list[list[TarEntry]]:
     return [path_entries(libraries), tools]
 
 
-def build_small_image(blob_dir: Path, *, level: int = 6) -> Image:
+def build_small_image(blob_dir: Path, *, level: int = DEFAULT_LEVEL) -> Image:
     """The small image of :func:`small_image_groups`, its blobs in ``blob_dir``."""
     blob_dir.mkdir(parents=True, exist_ok=True)
     layers = build_layers(small_image_groups(), blob_dir, level=level)

@@ -13,6 +13,7 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import isal
 import pytest
 from oci_helpers import tree_entries
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 from envpack.errors import PackError
 from envpack.oci import media
-from envpack.oci.layer import build_layer, build_layers
+from envpack.oci.layer import Compressor, build_layer, build_layers
 from envpack.oci.tarlayer import TarEntry, write_tar
 
 PYTHON_LIB = Path(os.__file__).parent  # a real tree: the running interpreter's stdlib
@@ -36,9 +37,18 @@ def _stdlib_groups() -> list[list[TarEntry]]:
     ]
 
 
-def test_blob_is_a_gzip_without_time_or_name_that_gzip_accepts(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("compressor", "level", "name"),
+    [
+        ("zlib", 6, f"zlib {zlib.ZLIB_RUNTIME_VERSION} level 6"),
+        ("isal", 3, f"isal {isal.__version__} level 3"),
+    ],
+)
+def test_blob_is_a_gzip_without_time_or_name_that_gzip_accepts(
+    tmp_path: Path, compressor: Compressor, level: int, name: str
+) -> None:
     entries = tree_entries(PYTHON_LIB / "json", "/usr/lib/python/json")
-    layer = build_layer(entries, tmp_path, level=6)
+    layer = build_layer(entries, tmp_path, level=level, compressor=compressor)
     blob = layer.path.read_bytes()
     magic, method, flags, mtime, _xfl, _os = struct.unpack("<HBBIBB", blob[:10])
     assert (magic, method) == (0x8B1F, 8)
@@ -55,19 +65,43 @@ def test_blob_is_a_gzip_without_time_or_name_that_gzip_accepts(tmp_path: Path) -
     assert layer.size == len(blob)
     assert layer.path == tmp_path / layer.digest.hex
     assert layer.media_type == media.OCI_LAYER_TAR_GZIP
-    assert layer.compressor == f"zlib {zlib.ZLIB_RUNTIME_VERSION} level 6"
+    assert layer.compressor == name
     assert gzip.decompress(blob) == tar
     assert sorted(os.listdir(tmp_path)) == [layer.digest.hex]  # no temporary file left
 
 
-def test_levels_change_the_blob_not_the_diff_id(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("compressor", "fast_level", "small_level"), [("zlib", 1, 6), ("isal", 0, 3)]
+)
+def test_levels_change_the_blob_not_the_diff_id(
+    tmp_path: Path, compressor: Compressor, fast_level: int, small_level: int
+) -> None:
     entries = tree_entries(PYTHON_LIB / "email", "/e")
-    fast = build_layer(entries, tmp_path, level=1)
-    small = build_layer(entries, tmp_path, level=6)
+    fast = build_layer(entries, tmp_path, level=fast_level, compressor=compressor)
+    small = build_layer(entries, tmp_path, level=small_level, compressor=compressor)
     assert fast.diff_id == small.diff_id
     assert fast.digest != small.digest
     assert small.size < fast.size
-    assert build_layer(entries, tmp_path, level=1) == fast
+    assert build_layer(entries, tmp_path, level=fast_level, compressor=compressor) == fast
+
+
+def test_compressors_differ_in_blob_bytes_not_in_diff_id(tmp_path: Path) -> None:
+    entries = tree_entries(PYTHON_LIB / "email", "/e")
+    by_zlib = build_layer(entries, tmp_path, level=3, compressor="zlib")
+    by_isal = build_layer(entries, tmp_path, level=3, compressor="isal")
+    assert by_zlib.diff_id == by_isal.diff_id
+    assert by_zlib.digest != by_isal.digest
+    assert gzip.decompress(by_isal.path.read_bytes()) == gzip.decompress(by_zlib.path.read_bytes())
+
+
+@pytest.mark.parametrize(("compressor", "level"), [("isal", 4), ("zlib", 10), ("zlib", -1)])
+def test_a_level_the_compressor_lacks_is_one_line(
+    tmp_path: Path, compressor: Compressor, level: int
+) -> None:
+    with pytest.raises(PackError, match=f"{compressor} level {level} is not between") as info:
+        build_layers([[TarEntry("/a", "dir", 0o755)]], tmp_path, level=level, compressor=compressor)
+    assert "\n" not in str(info.value)
+    assert os.listdir(tmp_path) == []
 
 
 def test_parallel_layers_equal_sequential_ones_in_group_order(tmp_path: Path) -> None:

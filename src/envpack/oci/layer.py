@@ -3,12 +3,15 @@
 One pass, memory flat: the tar writer feeds the uncompressed hash and a raw deflate stream
 wrapped in a gzip header written by hand (mtime 0, no file name, OS "unknown"), whose
 output goes through the compressed hash into a temporary file beside the blobs, renamed to
-``<hex>`` once the digest is known. Groups compress in parallel threads: zlib and hashlib
-release the GIL on large buffers, so each core gets a layer.
+``<hex>`` once the digest is known. Groups compress in parallel threads, the largest
+first: ISA-L, zlib and hashlib release the GIL on large buffers, so each core gets a layer.
 
-Compressed bytes depend on the zlib build (zlib-ng differs): diff_ids and the config digest
-are the same everywhere, blob digests only with the same compressor, which is why
-:attr:`Layer.compressor` names it and the image records it in an annotation.
+Compressed bytes depend on the compressor (ISA-L by default, zlib where isal is not
+installed; zlib-ng would differ again): diff_ids and the config digest are the same
+everywhere, blob digests only with the same compressor, which is why
+:attr:`Layer.compressor` names it and the image records it in an annotation. ISA-L picks
+a deflate kernel for the CPU at run time (SSE, AVX2, AVX-512); two builds on one machine
+give the same bytes (tested), but only one kind of CPU was at hand to compare.
 """
 
 from __future__ import annotations
@@ -23,22 +26,44 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
 
 from envpack.errors import PackError
 from envpack.oci import media
 from envpack.oci.digest import Digest, DigestingWriter
 from envpack.oci.tarlayer import TarEntry, write_tar
 
-__all__ = ["DEFAULT_LEVEL", "Layer", "build_layer", "build_layers", "compressor_name"]
+__all__ = [
+    "DEFAULT_COMPRESSOR",
+    "DEFAULT_LEVEL",
+    "Compressor",
+    "Layer",
+    "build_layer",
+    "build_layers",
+    "compressor_name",
+]
 
-# Level 3, chosen on measurements (bench/bench_layers.py; zlib 1.2.13, CPU seconds, which
-# a loaded machine distorts least). CPython 3.11 stdlib, 120 MiB of tar: level 1 2.9 s →
-# 40.0 MiB, level 3 3.4 s → 38.2 MiB, level 6 6.8 s → 35.7 MiB. Whole pyenv 3.11 prefix,
-# 906 MiB: level 1 is 1.14x the size of `tar -czf`'s, level 6 1.01x at twice the CPU (and
-# no faster than tar -czf, which pipelines tar and gzip over two cores). Level 3 keeps the
-# size within ~1.07x of level 6 for half its CPU; go-containerregistry's level 1 would sit
-# at the edge of issue 8's 1.15x size budget.
+Compressor = Literal["isal", "zlib"]
+
+_isal_zlib: ModuleType | None
+try:  # ISA-L (python-isal): deflate several times faster than zlib at a like size
+    from isal import isal_zlib as _isal_module
+
+    _isal_zlib = _isal_module
+except ImportError:  # pragma: no cover - a platform without isal wheels
+    _isal_zlib = None
+
+# Chosen on measurements (bench/bench_layers.py and bench/bench_build.py: CPU seconds, which
+# a loaded machine distorts least) of the Flask image's 215 MB of tar in one stream, against
+# `tar -czf` (gzip -6, 71.3 MB, 12 s of CPU):
+#   zlib 1.2.13  level 1: 4.1 s, 1.11x    level 3: 5.2 s, 1.07x    level 6: 12.0 s, 1.00x
+#   ISA-L 2.31   level 1: 0.9 s, 1.15x    level 2: 0.8 s, 1.13x    level 3: 1.8 s, 1.10x
+# ISA-L level 3 keeps the size well inside issue 8's 1.15x budget for a third of zlib
+# level 3's CPU; zlib level 3 stays the choice where isal is not installed.
+DEFAULT_COMPRESSOR: Compressor = "isal" if _isal_zlib is not None else "zlib"
 DEFAULT_LEVEL = 3
+_LEVELS: dict[str, range] = {"isal": range(4), "zlib": range(10)}
 _GZIP_OS_UNKNOWN = 255
 
 
@@ -60,8 +85,23 @@ class Layer:
     """``zlib 1.2.13 level 1``: blob bytes are reproducible with this compressor."""
 
 
-def compressor_name(level: int) -> str:
+def compressor_name(level: int, compressor: Compressor = "zlib") -> str:
+    """What blob bytes depend on: ``zlib 1.2.13 level 3``, ``isal 1.9.1 level 3``."""
+    if compressor == "isal":
+        from isal import __version__ as isal_version
+
+        return f"isal {isal_version} level {level}"
     return f"zlib {zlib.ZLIB_RUNTIME_VERSION} level {level}"
+
+
+def _check_compression(compressor: Compressor, level: int) -> None:
+    if compressor not in _LEVELS:
+        raise PackError(f"unknown compressor {compressor!r}")
+    if compressor == "isal" and _isal_zlib is None:
+        raise PackError("the isal compressor is not installed (pip install isal)")
+    if level not in _LEVELS[compressor]:
+        top = _LEVELS[compressor][-1]
+        raise PackError(f"{compressor} level {level} is not between 0 and {top}")
 
 
 def build_layer(
@@ -69,6 +109,7 @@ def build_layer(
     blob_dir: Path,
     *,
     level: int = DEFAULT_LEVEL,
+    compressor: Compressor = DEFAULT_COMPRESSOR,
     progress: Callable[[int], None] | None = None,
     _stop: threading.Event | None = None,
 ) -> Layer:
@@ -78,8 +119,7 @@ def build_layer(
     Raises PackError (one line) when an entry is refused or the blob cannot be written;
     no temporary file is left behind.
     """
-    if not 0 <= level <= 9:
-        raise PackError(f"gzip level {level} is not between 0 and 9")
+    _check_compression(compressor, level)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=".layer-", suffix=".tmp", dir=blob_dir)
     except OSError as err:
@@ -87,7 +127,7 @@ def build_layer(
     try:
         with os.fdopen(fd, "wb") as blob:
             stored = DigestingWriter(blob)
-            sink = _GzipSink(stored, level, progress, _stop)
+            sink = _GzipSink(stored, compressor, level, progress, _stop)
             write_tar(entries, sink)
             sink.close()
             blob.flush()
@@ -109,7 +149,7 @@ def build_layer(
         uncompressed_size=sink.size,
         media_type=media.OCI_LAYER_TAR_GZIP,
         path=target,
-        compressor=compressor_name(level),
+        compressor=compressor_name(level, compressor),
     )
 
 
@@ -118,6 +158,7 @@ def build_layers(
     blob_dir: Path,
     *,
     level: int = DEFAULT_LEVEL,
+    compressor: Compressor = DEFAULT_COMPRESSOR,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Layer]:
@@ -128,6 +169,7 @@ def build_layers(
     serialised (never two at once). On the first failure the other layers stop at their
     next write, their temporary files are removed, and that error is raised.
     """
+    _check_compression(compressor, level)
     count = workers if workers is not None else (os.cpu_count() or 1)
     count = max(1, min(count, len(groups)))
     lock = threading.Lock()
@@ -139,12 +181,21 @@ def build_layers(
                 progress(done)
 
     if count == 1:
-        return [build_layer(group, blob_dir, level=level, progress=report) for group in groups]
+        return [
+            build_layer(group, blob_dir, level=level, compressor=compressor, progress=report)
+            for group in groups
+        ]
     order = sorted(range(len(groups)), key=lambda i: -sum(entry.size for entry in groups[i]))
     with ThreadPoolExecutor(max_workers=count, thread_name_prefix="envpack-layer") as pool:
         futures = {
             index: pool.submit(
-                build_layer, groups[index], blob_dir, level=level, progress=report, _stop=stop
+                build_layer,
+                groups[index],
+                blob_dir,
+                level=level,
+                compressor=compressor,
+                progress=report,
+                _stop=stop,
             )
             for index in order
         }
@@ -175,6 +226,7 @@ class _GzipSink:
     def __init__(
         self,
         target: DigestingWriter,
+        compressor: Compressor,
         level: int,
         progress: Callable[[int], None] | None,
         stop: threading.Event | None,
@@ -182,10 +234,12 @@ class _GzipSink:
         self._target = target
         self._diff = DigestingWriter()
         self._crc = 0
-        self._deflate = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+        # A raw deflate stream (negative wbits): the gzip header and trailer are ours.
+        module: Any = _isal_zlib if compressor == "isal" else zlib
+        self._deflate = module.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
         self._progress = progress
         self._stop = stop
-        xfl = 2 if level == 9 else 4 if level == 1 else 0  # what gzip(1) writes
+        xfl = 0 if compressor != "zlib" else 2 if level == 9 else 4 if level == 1 else 0
         # magic, deflate, no flags (no name, no comment), mtime 0, extra flags, OS
         target.write(struct.pack("<BBBBIBB", 0x1F, 0x8B, 8, 0, 0, xfl, _GZIP_OS_UNKNOWN))
 
