@@ -1,4 +1,4 @@
-"""Temporaries beside OUT: a killed run's are removed, a live process's are kept."""
+"""Temporaries beside OUT: a killed run's are removed, a live process's and ours are kept."""
 
 from __future__ import annotations
 
@@ -29,11 +29,17 @@ def test_only_dead_processes_temporaries_are_removed(tmp_path: Path) -> None:
         busy.mkdir()
         other_out = tmp_path / f".other{TEMP_MARK}{dead_pid}-jkl"
         other_out.mkdir()
+        mine = tmp_path / f"{temp_prefix(out)}mno"
+        mine.mkdir()
         unrelated = tmp_path / "image.tar"
         unrelated.write_bytes(b"x")
-        removed = remove_stale_temporaries(out)
-        assert sorted(removed) == sorted([stale_dir, stale_file])
-        assert sorted(os.listdir(tmp_path)) == sorted([busy.name, other_out.name, "image.tar"])
+        lookalike = tmp_path / f"image{TEMP_MARK}{dead_pid}-pqr"  # not hidden: not ours
+        lookalike.write_bytes(b"x")
+        removed = remove_stale_temporaries(out.parent)
+        assert removed == sorted([stale_dir, stale_file, other_out])
+        assert sorted(os.listdir(tmp_path)) == sorted(
+            [busy.name, mine.name, "image.tar", lookalike.name]
+        )
     finally:
         live.kill()
         live.wait()

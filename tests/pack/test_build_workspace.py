@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from envpack.errors import PackError
-from envpack.pack.workspace import PREFIX, remove_stale, workspace
+from envpack.oci.outputs import TEMP_MARK, remove_stale_temporaries
+from envpack.pack.workspace import workspace
 
 _HOLD = """
 import sys, time
@@ -29,14 +30,14 @@ with workspace(Path(sys.argv[1])) as space:
 
 
 def _leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(PREFIX))
+    return sorted(p.name for p in folder.iterdir() if TEMP_MARK in p.name)
 
 
 def test_commit_renames_the_result_to_out(tmp_path: Path) -> None:
     out = tmp_path / "image.tar"
     with workspace(out) as space:
         assert space.folder.parent == tmp_path
-        assert space.folder.name.startswith(f"{PREFIX}{os.getpid()}-")
+        assert space.folder.name.startswith(f".image.tar{TEMP_MARK}{os.getpid()}-")
         result = space.path("output")
         result.write_bytes(b"image")
         space.commit(result, force=False)
@@ -90,18 +91,24 @@ def test_a_signal_removes_the_workspace(tmp_path: Path, signum: signal.Signals) 
     assert os.listdir(tmp_path) == []
 
 
-def test_stale_workspaces_of_dead_builds_are_removed(tmp_path: Path) -> None:
+def test_a_new_build_removes_what_killed_ones_left_beside_out(tmp_path: Path) -> None:
+    """One cleaner for a dead build's workspace and a dead writer's half layout or archive."""
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     dead = int(done.stdout)
-    stale = tmp_path / f"{PREFIX}{dead}-0a1b2c3d"
-    stale.mkdir()
-    (stale / "blob").write_bytes(b"x")
-    alive = tmp_path / f"{PREFIX}1-0a1b2c3d"  # pid 1 is always alive
+    stale_space = tmp_path / f".image.oci{TEMP_MARK}{dead}-0a1b2c3d"
+    (stale_space / "blobs").mkdir(parents=True)
+    stale_archive = tmp_path / f".other.tar{TEMP_MARK}{dead}-x1y2"
+    stale_archive.write_bytes(b"half an archive")
+    alive = tmp_path / f".image.oci{TEMP_MARK}1-0a1b2c3d"  # pid 1 is always alive
     alive.mkdir()
-    unrelated = tmp_path / f"{PREFIX}notapid"
+    unrelated = tmp_path / f".image.oci{TEMP_MARK}notapid"
     unrelated.mkdir()
-    assert remove_stale(tmp_path) == [stale.name]
+    with workspace(tmp_path / "image.oci") as space:
+        mine = space.folder.name
+        assert sorted(os.listdir(tmp_path)) == sorted([alive.name, unrelated.name, mine])
+        # This process's own temporaries are never stale, even to itself.
+        assert remove_stale_temporaries(tmp_path) == []
     assert sorted(os.listdir(tmp_path)) == sorted([alive.name, unrelated.name])
 
 

@@ -1,12 +1,15 @@
-"""Temporary outputs beside OUT: named after the process that makes them, so a later run
-can remove what a killed one (SIGKILL, a power cut) left, and nothing else.
+"""Temporaries beside OUT: named after the process that makes them, so a later run can
+remove what a killed one (SIGKILL, a power cut) left, and nothing else.
 
-A temporary is ``.<OUT name>.envpack-tmp-<pid>-<random>``; it is stale when no process
-``<pid>`` runs any more (or when it is this process's own, from a step that failed).
+Everything envpack writes beside an output before renaming it into place — a build's
+workspace, an OCI layout or image archive in the making — is named
+``.<OUT name>.envpack-tmp-<pid>-<random>``; it is stale when no process ``<pid>`` runs any
+more. :func:`remove_stale_temporaries` is the one cleaner of them all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -15,6 +18,7 @@ from pathlib import Path
 __all__ = ["TEMP_MARK", "remove_stale_temporaries", "temp_prefix"]
 
 TEMP_MARK = ".envpack-tmp-"
+_NAME = re.compile(r"\..*" + re.escape(TEMP_MARK) + r"(\d+)-")
 
 
 def temp_prefix(out: Path) -> str:
@@ -22,34 +26,30 @@ def temp_prefix(out: Path) -> str:
     return f".{out.name}{TEMP_MARK}{os.getpid()}-"
 
 
-def remove_stale_temporaries(out: Path) -> list[Path]:
-    """Remove the temporaries beside ``out`` whose process is gone; return them."""
-    folder = out.parent if str(out.parent) else Path()
-    pattern = re.compile(re.escape(f".{out.name}{TEMP_MARK}") + r"(\d+)-")
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporaries in ``folder`` whose process is gone (whatever OUT they were
+    for); return them, sorted. This process's own and live processes' are kept."""
     removed: list[Path] = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
-    for name in names:
-        match = pattern.match(name)
-        if match is None or _alive(int(match.group(1))):
-            continue
-        path = folder / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            try:
-                path.unlink()
-            except OSError:
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            match = _NAME.match(entry.name)
+            if match is None or _alive(int(match.group(1))):
                 continue
-        removed.append(path)
-    return removed
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    path.unlink()
+                except OSError:
+                    continue
+            removed.append(path)
+    return sorted(removed)
 
 
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
-        return False
+        return True  # ours: another step of this process may be using it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

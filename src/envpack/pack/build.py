@@ -290,7 +290,7 @@ def build(
     files.append(_manifest_file(raw, options.source_date_epoch))
     groups = group_files(files)
     # Without -o (only --load) the workspace sits in the working folder.
-    anchor = out if out is not None else Path(f".envpack-load-{os.getpid()}")
+    anchor = out if out is not None else Path("envpack-load")
     try:
         with workspace(anchor) as space:
             result = _produce(space, plan, groups, options, progress, source)

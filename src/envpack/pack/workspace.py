@@ -1,7 +1,8 @@
 """A build's temporary folder beside OUT, which no way of stopping the build leaves behind.
 
-Everything a build writes goes into ``.envpack-build-<pid>-<hex>`` in OUT's folder (same
-file system, so the finished output is renamed into place, never copied). It is removed:
+Everything a build writes goes into ``.<OUT name>.envpack-tmp-<pid>-<hex>`` in OUT's folder
+(same file system, so the finished output is renamed into place, never copied). It is
+removed:
 
 - on any exception, Ctrl-C and SIGTERM by the ``with`` block (the CLI turns both signals
   into an exception; elsewhere, SIGTERM left at its default becomes :class:`Interrupted`
@@ -10,14 +11,14 @@ file system, so the finished output is renamed into place, never copied). It is 
   pipe from the build and, once the pipe closes (the kernel closes it however the build
   died), removes the folder;
 - should even the watchdog be killed, by the next build into the same folder, which
-  removes every ``.envpack-build-<pid>-*`` whose process is gone.
+  removes every envpack temporary there whose process is gone
+  (:func:`envpack.oci.outputs.remove_stale_temporaries`, the one cleaner).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -29,11 +30,9 @@ from pathlib import Path
 from types import FrameType
 
 from envpack.errors import PackError
+from envpack.oci.outputs import remove_stale_temporaries, temp_prefix
 
-__all__ = ["PREFIX", "Interrupted", "Workspace", "remove_stale", "workspace"]
-
-PREFIX = ".envpack-build-"
-_NAME = re.compile(re.escape(PREFIX) + r"(\d+)-[0-9a-f]+\Z")
+__all__ = ["Interrupted", "Workspace", "workspace"]
 
 # Runs in the watchdog: reading stdin returns once every copy of the pipe's write end is
 # closed, i.e. when the build process has exited, whatever the way.
@@ -66,28 +65,6 @@ class Workspace:
         os.rename(result, self.out)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale(folder: Path) -> list[str]:
-    """Remove the workspaces in ``folder`` of builds that died; return their names."""
-    removed: list[str] = []
-    with contextlib.suppress(OSError), os.scandir(folder) as entries:
-        for entry in entries:
-            match = _NAME.match(entry.name)
-            if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
-                shutil.rmtree(entry.path, ignore_errors=True)
-                removed.append(entry.name)
-    return sorted(removed)
-
-
 class Interrupted(KeyboardInterrupt):
     """SIGTERM arrived during a build: unwinds like Ctrl-C, so every cleanup runs."""
 
@@ -106,8 +83,8 @@ def workspace(out: Path) -> Iterator[Workspace]:
     parent = out.parent if str(out.parent) else Path()
     if not parent.is_dir():
         raise PackError(f"cannot write {out}: {parent} is not a folder")
-    remove_stale(parent)
-    folder = parent / f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    remove_stale_temporaries(parent)
+    folder = parent / f"{temp_prefix(out)}{secrets.token_hex(4)}"
     try:
         folder.mkdir(mode=0o700)
     except OSError as err:
