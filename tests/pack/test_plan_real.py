@@ -5,6 +5,7 @@ and the 3.11 plan run under chroot."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import posixpath
 import shutil
@@ -16,7 +17,8 @@ import pytest
 from rootfs_tree import write_tree
 
 from envpack.errors import PackError
-from envpack.manifest import Manifest, load_manifest
+from envpack.manifest import Manifest, dumps, load_manifest, loads
+from envpack.pack.build import BuildReport
 from envpack.pack.plan import Plan, PlanOptions, plan_image
 from envpack.snapshot.elf import parse_elf
 from envpack.snapshot.record import record_rows, resolve_record_path
@@ -152,6 +154,36 @@ def test_loader_with_usr_merge_links_and_library_closure(
         and p.entry.kind == "file"
         and "site-packages" not in p.entry.path
     )
+
+
+def test_an_older_glibc_capture_ships_its_nss_modules_and_reports_them(
+    dev_manifest: Manifest, pyc_cache: Path
+) -> None:
+    """A capture whose libc is glibc 2.31 (before NSS files/dns moved into libc) gets the
+    modules the image's nsswitch.conf names, listed as dlopen additions in the report.
+    This host's glibc is 2.36: the version is the manifest's, the modules are real files."""
+    data = json.loads(dumps(dev_manifest))
+    data["os"]["libc"]["version"] = "2.31"
+    older = loads(json.dumps(data))
+    plan = plan_image(older, Source.live(), PlanOptions(cache_dir=pyc_cache, bytecode=False))
+    nss = {p.origin: p.entry.path for p in plan.files if p.origin.startswith("dlopen:nss:")}
+    assert set(nss) == {"dlopen:nss:files", "dlopen:nss:dns"}
+    for origin, path in nss.items():
+        service = origin.rsplit(":", 1)[1]
+        assert posixpath.basename(path) == f"libnss_{service}.so.2"
+        assert os.path.exists(path)
+    added = {posixpath.basename(p) for p in plan.dlopen_added}
+    assert {"libnss_files.so.2", "libnss_dns.so.2"} <= added
+    report = BuildReport(
+        output=None, format="oci", image_digest=None, config_digest=None, manifest_digest="",
+        layers=(), excluded=(), dlopen_added=plan.dlopen_added, secret_configs=(), drift=(),
+        notes=(), tag=None, loaded_image_id=None, seconds=0.0,
+    )  # fmt: skip
+    assert "libnss_files.so.2" in " ".join(report.summary())
+    assert {posixpath.basename(p) for p in report.to_json()["dlopen_added"]} >= {
+        "libnss_files.so.2",
+        "libnss_dns.so.2",
+    }
 
 
 def test_ld_so_cache_is_read_by_ldconfig(dev_plan: Plan, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from envpack.pack.fileset import FileSet
 
-__all__ = ["CA_BUNDLES", "GENERATED", "NONROOT_UID", "add_base_files"]
+__all__ = ["CA_BUNDLES", "GENERATED", "NONROOT_UID", "NSSWITCH", "add_base_files"]
 
 NONROOT_UID = 65532
 CA_BUNDLES = (
@@ -27,10 +27,11 @@ _PASSWD = (
     f"nonroot:x:{NONROOT_UID}:{NONROOT_UID}:nonroot:/home/nonroot:/sbin/nologin\n"
 )
 _GROUP = f"root:x:0:\nnonroot:x:{NONROOT_UID}:\n"
-_NSSWITCH = (
+NSSWITCH = (
     "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\n"
     "protocols: files\nservices: files\nethers: files\nrpc: files\n"
 )
+"""The image's ``/etc/nsswitch.conf``: its services decide the NSS modules shipped."""
 _HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 _SERVICES = (
     "ftp\t\t21/tcp\nssh\t\t22/tcp\nsmtp\t\t25/tcp\ndomain\t\t53/tcp\ndomain\t\t53/udp\n"
@@ -49,7 +50,7 @@ def add_base_files(
     group = "base"
     files.add_generated("/etc/passwd", _PASSWD.encode(), group, replace_existing=True)
     files.add_generated("/etc/group", _GROUP.encode(), group, replace_existing=True)
-    files.add_generated("/etc/nsswitch.conf", _NSSWITCH.encode(), group, replace_existing=True)
+    files.add_generated("/etc/nsswitch.conf", NSSWITCH.encode(), group, replace_existing=True)
     files.add_generated("/etc/hosts", _HOSTS.encode(), group, replace_existing=True)
     files.add_generated_dir("/tmp", group, mode=0o1777)  # noqa: S108 (the image's /tmp)
     files.add_generated_dir("/home/nonroot", group, mode=0o700, uid=NONROOT_UID)

@@ -2,8 +2,10 @@
 
 - ``libgcc_s.so.1``: glibc loads it to unwind a thread that exits or is cancelled
   (``pthread_exit``); without it a Python thread's exit aborts the process.
-- NSS modules for the image's ``nsswitch.conf`` (``files dns``): built into libc from glibc
-  2.34 on; older glibc loads ``libnss_files.so.2`` and ``libnss_dns.so.2``.
+- NSS modules for every service the image's ``nsswitch.conf`` names (``files dns`` as
+  generated; ``compat``, ``systemd``… in an older distribution's): glibc before 2.34
+  loads ``libnss_<service>.so.2`` for each; from 2.34 on ``files`` and ``dns`` are built
+  into libc, the others are still modules.
 - OpenSSL's providers and engines (``ossl-modules/``, ``engines-3/``, ``engines-1.1/``),
   beside the libcrypto of the closure: the legacy provider and engines are dlopen'd.
 - gconv modules, beside libc, when a shipped object calls ``iconv_open``.
@@ -22,10 +24,10 @@ from envpack.snapshot.ldso import LoadedObject, Resolver
 from envpack.snapshot.libraries import Found
 from envpack.snapshot.source import Source, SourceReadError
 
-__all__ = ["NSS_SERVICES", "Extra", "dlopen_extras", "glibc_before", "uses_iconv"]
+__all__ = ["Extra", "dlopen_extras", "glibc_before", "nss_services", "uses_iconv"]
 
-NSS_SERVICES = ("files", "dns")
-"""The services the generated nsswitch.conf names."""
+_NSS_BUILT_IN = frozenset({"files", "dns"})
+"""Services glibc 2.34 and later has in libc itself."""
 _OPENSSL_DIRS = {
     "libcrypto.so.3": ("ossl-modules", "engines-3"),
     "libcrypto.so.1.1": ("engines-1.1",),
@@ -51,6 +53,28 @@ def glibc_before(version: str, wanted: tuple[int, int]) -> bool:
     return parts < wanted
 
 
+def nss_services(nsswitch: str) -> list[str]:
+    """The services an ``nsswitch.conf`` names, in order of first mention.
+
+    ``hosts: files [NOTFOUND=return] dns`` names ``files`` and ``dns``: bracketed actions
+    are not services, ``#`` starts a comment, a line without ``:`` is ignored.
+    """
+    services: dict[str, None] = {}
+    for line in nsswitch.splitlines():
+        database, colon, rest = line.split("#", 1)[0].partition(":")
+        if not colon or not database.strip():
+            continue
+        in_action = False
+        for word in rest.split():
+            if word.startswith("["):
+                in_action = True
+            if not in_action and word.replace("_", "").replace("-", "").isalnum():
+                services.setdefault(word, None)
+            if word.endswith("]"):
+                in_action = False
+    return list(services)
+
+
 def dlopen_extras(
     source: Source,
     resolver: Resolver,
@@ -60,8 +84,12 @@ def dlopen_extras(
     libc_family: str,
     libc_version: str,
     iconv_used: bool,
+    nsswitch: str,
 ) -> list[Extra]:
-    """The dlopen'd files the image needs, found in the source."""
+    """The dlopen'd files the image needs, found in the source.
+
+    ``nsswitch``: the text of the image's ``/etc/nsswitch.conf``.
+    """
     extras: list[Extra] = []
     glibc = libc_family == "glibc"
     requester = _requester(resolver, interpreter)
@@ -70,11 +98,13 @@ def dlopen_extras(
         found = resolver.resolve("libgcc_s.so.1", requester)
         if found is not None:
             extras.append(Extra(found, "libgcc_s"))
-        if glibc_before(libc_version, (2, 34)):
-            for service in NSS_SERVICES:
-                found = resolver.resolve(f"libnss_{service}.so.2", requester)
-                if found is not None:
-                    extras.append(Extra(found, f"nss:{service}"))
+        built_in = _NSS_BUILT_IN if not glibc_before(libc_version, (2, 34)) else frozenset()
+        for service in nss_services(nsswitch):
+            if service in built_in:
+                continue
+            found = resolver.resolve(f"libnss_{service}.so.2", requester)
+            if found is not None:
+                extras.append(Extra(found, f"nss:{service}"))
     for lib in libs:
         for folder_name in _OPENSSL_DIRS.get(lib.name, ()):
             folder = posixpath.join(posixpath.dirname(lib.real_path), folder_name)

@@ -24,7 +24,7 @@ from typing import Any
 from envpack.errors import PackError
 from envpack.manifest import Component, Manifest, dumps
 from envpack.pack import bytecode
-from envpack.pack.basefiles import GENERATED, add_base_files
+from envpack.pack.basefiles import GENERATED, NSSWITCH, add_base_files
 from envpack.pack.closure import Closure, find_closure, looks_like_elf_name, new_resolver
 from envpack.pack.dlopen import dlopen_extras, uses_iconv
 from envpack.pack.dpkgdb import APK_INSTALLED, DPKG_STATUS, filter_apk_installed, filter_dpkg_status
@@ -331,6 +331,7 @@ class _Planner:
             libc_family=family,
             libc_version=version,
             iconv_used=iconv,
+            nsswitch=NSSWITCH,  # what the base writes as the image's /etc/nsswitch.conf
         )
         before = set(self.files.paths())
         for extra in extras:
