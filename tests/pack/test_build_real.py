@@ -2,7 +2,7 @@
 
 Real CPython 3.11 and 2.7 virtualenvs with Flask and C extensions from the package index,
 captured with the real CLI, built with the real CLI, then run offline in a real Docker
-Engine (read-only root, ``docker diff`` empty), under bubblewrap from a rootfs, and read
+Engine (read-only root, ``docker diff`` empty), under bubblewrap and chroot from a rootfs, and read
 by skopeo and umoci; a second build from another folder under umask 077 must give the
 same digest, and an interrupted build must leave nothing behind.
 """
@@ -161,16 +161,37 @@ def test_image_runs_offline_read_only_in_docker(
     assert output.encode("utf-8") == manifest_bytes
 
 
-def test_rootfs_runs_under_bubblewrap(real_env: BuiltEnv, tmp_path: Path) -> None:
+@pytest.fixture(scope="session")
+def _rootfs_builds() -> dict[str, tuple[Path, dict[str, Any]]]:
+    return {}
+
+
+@pytest.fixture
+def rootfs(
+    real_env: BuiltEnv,
+    _rootfs_builds: dict[str, tuple[Path, dict[str, Any]]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, dict[str, Any]]:
+    """The rootfs output of ``real_env`` and the config it is to be run with (built once;
+    each runner asserts it wrote nothing into it)."""
+    if real_env.version not in _rootfs_builds:
+        folder = tmp_path_factory.mktemp(f"rootfs-{real_env.version}")
+        root, report = folder / "rootfs", folder / "report.json"
+        _ok(build(real_env.manifest, "--format", "rootfs", "-o", str(root), "-q",
+                  "--app", real_env.app_option(), "--report", str(report), env=_env()))  # fmt: skip
+        config = report_of(report)["config"]
+        assert config["entrypoint"] == [str(real_env.python)]
+        _rootfs_builds[real_env.version] = (root, config)
+    return _rootfs_builds[real_env.version]
+
+
+def test_rootfs_runs_under_bubblewrap(
+    real_env: BuiltEnv, rootfs: tuple[Path, dict[str, Any]]
+) -> None:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         pytest.skip("bubblewrap (bwrap) is not installed")
-    root = tmp_path / "rootfs"
-    report = tmp_path / "report.json"
-    _ok(build(real_env.manifest, "--format", "rootfs", "-o", str(root), "-q",
-              "--app", real_env.app_option(), "--report", str(report), env=_env()))  # fmt: skip
-    config = report_of(report)["config"]
-    assert config["entrypoint"] == [str(real_env.python)]
+    root, config = rootfs
     # The environment the image config would carry (a rootfs has no config of its own).
     setenv = [arg for name, value in config["env"].items() for arg in ("--setenv", name, value)]
     before = _tree(root)
@@ -182,6 +203,33 @@ def test_rootfs_runs_under_bubblewrap(real_env: BuiltEnv, tmp_path: Path) -> Non
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     _check_results(done.stdout)
+    assert _tree(root) == before
+
+
+def test_rootfs_runs_under_chroot(real_env: BuiltEnv, rootfs: tuple[Path, dict[str, Any]]) -> None:
+    """The same checks in a plain ``chroot`` (no /proc, no /dev: the tree as written)."""
+    if os.geteuid() != 0:
+        pytest.skip("chroot needs root")
+    tools = {name: shutil.which(name) for name in ("unshare", "ip", "chroot", "env")}
+    absent = sorted(name for name, path in tools.items() if path is None)
+    if absent:
+        pytest.skip(f"not installed: {', '.join(absent)}")
+    root, config = rootfs
+    assert not os.listdir(root / "proc") and not os.listdir(root / "dev")
+    before = _tree(root)
+    env = [f"{name}={value}" for name, value in config["env"].items()]
+    # A network namespace of its own with only loopback up, as `docker run --network none`;
+    # `env -i` so that nothing of this process's environment leaks in.
+    done = subprocess.run(
+        [str(tools["unshare"]), "--net", "--", "sh", "-c",
+         'ip link set lo up && exec "$@"', "sh",
+         str(tools["env"]), "-i", *env, str(tools["chroot"]), str(root),
+         *config["entrypoint"], *real_env.check_command()],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = _check_results(done.stdout)
+    assert "hello" in results["http"]["value"]
     assert _tree(root) == before
 
 
@@ -292,7 +340,7 @@ def test_changing_the_app_changes_one_small_layer(
 
 
 def _workspaces(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".envpack-build-"))
+    return sorted(p.name for p in folder.iterdir() if ".envpack-tmp-" in p.name)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
