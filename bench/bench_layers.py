@@ -1,8 +1,8 @@
-"""Benchmark: `envpack.oci.build_layers` at gzip levels 1, 3, 6 against `tar -czf`, same files.
+"""Benchmark: `envpack.oci.build_layers` per compressor and level against `tar -czf`, same files.
 
-Goal (issue 8): pick the layer compression level on purpose (envpack uses 3): throughput
-and compressed size of each level against `tar -czf` (GNU tar piping to gzip -6) of the
-same files.
+Goal (issue 8): pick the layer compressor and level on purpose (envpack uses ISA-L level
+3): throughput and compressed size of ISA-L levels 1-3 and zlib levels 1-6 against
+`tar -czf` (GNU tar piping to gzip -6) of the same files.
 
 Run: python3 bench/bench_layers.py [--prefix DIR] [--groups N] [--repeat R]
 
@@ -17,6 +17,7 @@ against `tar -czf`'s, and each child's peak RSS.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -94,14 +95,20 @@ def split_groups(entries: list[TarEntry], count: int) -> list[list[TarEntry]]:
     return groups
 
 
-def child(prefix: Path, level: int, groups: int, workers: int) -> None:
+def child(prefix: Path, compressor: str, level: int, groups: int, workers: int) -> None:
     """One timed build_layers run; prints its figures as JSON."""
     entries = prefix_entries(prefix)
     parts = split_groups(entries, groups)
     with tempfile.TemporaryDirectory(prefix="bench-layers-") as blobs:
         before = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
-        layers = build_layers(parts, Path(blobs), level=level, workers=workers)
+        layers = build_layers(
+            parts,
+            Path(blobs),
+            level=level,
+            compressor="isal" if compressor == "isal" else "zlib",
+            workers=workers,
+        )
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_SELF)
     print(
@@ -117,8 +124,10 @@ def child(prefix: Path, level: int, groups: int, workers: int) -> None:
     )
 
 
-def run_child(prefix: Path, level: int, groups: int, workers: int) -> dict[str, Any]:
-    args = [str(prefix), str(level), str(groups), str(workers)]
+def run_child(
+    prefix: Path, compressor: str, level: int, groups: int, workers: int
+) -> dict[str, Any]:
+    args = [str(prefix), compressor, str(level), str(groups), str(workers)]
     out = subprocess.run(
         [sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True
     ).stdout
@@ -147,21 +156,25 @@ def main() -> None:
     parser.add_argument("--prefix", type=Path, help="a Python prefix (default: pyenv's 3.11)")
     parser.add_argument("--groups", type=int, default=6, help="layers to split it in")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each variant")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        prefix, level, groups, workers = args.child
-        child(Path(prefix), int(level), int(groups), int(workers))
+        prefix, compressor, level, groups, workers = args.child
+        child(Path(prefix), compressor, int(level), int(groups), int(workers))
         return
     prefix = args.prefix or Path(find_python311()).resolve().parent.parent
     cpus = os.cpu_count() or 1
-    variants: dict[str, Callable[[], dict[str, Any]]] = {
-        f"build_layers level 1, {cpus} threads": lambda: run_child(prefix, 1, args.groups, cpus),
-        f"build_layers level 3, {cpus} threads": lambda: run_child(prefix, 3, args.groups, cpus),
-        f"build_layers level 6, {cpus} threads": lambda: run_child(prefix, 6, args.groups, cpus),
-        "build_layers level 3, 1 thread": lambda: run_child(prefix, 3, args.groups, 1),
-        "tar -czf (gzip -6)": lambda: run_tar(prefix),
-    }
+    variants: dict[str, Callable[[], dict[str, Any]]] = {}
+    for compressor, levels in (("isal", (1, 2, 3)), ("zlib", (1, 2, 3, 4, 5, 6))):
+        for level in levels:
+            name = f"{compressor} level {level}, {cpus} threads"
+            variants[name] = functools.partial(
+                run_child, prefix, compressor, level, args.groups, cpus
+            )
+    variants["isal level 3, 1 thread"] = functools.partial(
+        run_child, prefix, "isal", 3, args.groups, 1
+    )
+    variants["tar -czf (gzip -6)"] = functools.partial(run_tar, prefix)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     for _ in range(max(1, args.repeat)):
         for name, run in variants.items():
