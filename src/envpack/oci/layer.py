@@ -85,7 +85,7 @@ class Layer:
     """``zlib 1.2.13 level 1``: blob bytes are reproducible with this compressor."""
 
 
-def compressor_name(level: int, compressor: Compressor = "zlib") -> str:
+def compressor_name(level: int, compressor: Compressor = DEFAULT_COMPRESSOR) -> str:
     """What blob bytes depend on: ``zlib 1.2.13 level 3``, ``isal 1.9.1 level 3``."""
     if compressor == "isal":
         from isal import __version__ as isal_version

@@ -41,7 +41,13 @@ from typing import Any, BinaryIO
 from envpack import __version__
 from envpack.errors import UsageError
 from envpack.oci.digest import Digest, InvalidDigest
-from envpack.oci.layer import DEFAULT_LEVEL, Layer, build_layers, compressor_name
+from envpack.oci.layer import (
+    DEFAULT_COMPRESSOR,
+    DEFAULT_LEVEL,
+    Layer,
+    build_layers,
+    compressor_name,
+)
 from envpack.oci.tarlayer import TarEntry
 from envpack.pack.planmodel import PlannedFile
 from envpack.snapshot.hashcache import HashCache, default_cache_dir, stat_key
@@ -377,7 +383,7 @@ def layer_key(
     head = {
         "format": LAYER_FORMAT,
         "envpack": __version__,
-        "compressor": compressor_name(level),
+        "compressor": compressor_name(level, DEFAULT_COMPRESSOR),  # what build_layers uses
     }
     text = json.dumps([head, rows], ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
