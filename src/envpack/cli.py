@@ -624,6 +624,128 @@ def cache_prune() -> None:
 
 
 @app.command()
+def verify(
+    image: Annotated[
+        str,
+        typer.Argument(
+            help="The image: oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, "
+            "docker-daemon:NAME[:TAG], a bare path, or a rootfs folder (build --format rootfs).",
+            show_default=False,
+        ),
+    ],
+    manifest: Annotated[
+        Path, typer.Argument(help="The manifest the image was built from.", show_default=False)
+    ],
+    report: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--report",
+            help="The build's --report JSON: paths it excluded are not drift; a rootfs "
+            "runs with its environment.",
+        ),
+    ] = None,
+    runner: Annotated[
+        str,
+        typer.Option(
+            "--runner",
+            help="Run the interpreter inside the image with: auto (Docker Engine, else "
+            "bwrap for a rootfs), docker, bwrap, or none (read its files only).",
+        ),
+    ] = "auto",
+    policy: Annotated[
+        Optional[Path],
+        typer.Option("--policy", help="envpack.toml or pyproject.toml holding the [policy]."),
+    ] = None,
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 when drift reaches this severity: critical, major, minor, patch, info.",
+        ),
+    ] = "info",
+    output_format: Annotated[
+        str,
+        typer.Option("--format", help="table, json, markdown, junit, sarif, github or html."),
+    ] = "table",
+    output: Annotated[
+        Optional[Path],
+        typer.Option("-o", "--output", help="Write the report here (atomically); else stdout."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No notes on stderr.")] = False,
+) -> None:
+    """Check that an image holds what MANIFEST captured: its interpreter (run inside the
+    image), Python packages, shared libraries and config files.
+
+    \b
+    What the build leaves out on purpose (other interpreters, the libraries of programs it
+    does not pack, the base files it writes, secret-looking config files, --exclude'd
+    paths given by --report) is said in a note, not counted as drift.
+    Exit codes:
+      0  the image holds what the manifest says (no drift at or above --fail-on)
+      1  drift at or above --fail-on (default: any)
+      2  bad input or usage, or the image cannot be read
+    """
+    from envpack._atomic import write_atomic
+    from envpack.diff.engine import Environment, name_environments, run_diff
+    from envpack.diff.model import Severity
+    from envpack.diff.policy import load_policy
+    from envpack.diff.reporters import get_reporter
+    from envpack.redact import Redactor, load_redaction_key
+    from envpack.verify.run import VerifyOptions
+    from envpack.verify.run import verify as run_verify
+
+    if runner not in ("auto", "docker", "bwrap", "none"):
+        raise UsageError(f"--runner {runner!r}: choose auto, docker, bwrap or none")
+    try:
+        threshold = Severity.parse(fail_on)
+    except ValueError as err:
+        raise UsageError(f"--fail-on: {err}") from None
+    options = VerifyOptions(
+        runner=runner,  # type: ignore[arg-type]  # checked just above
+        build_report=report,
+    )
+    redactor = Redactor(load_redaction_key())
+    reporter_paths = {}
+    if quiet:
+        result = run_verify(image, manifest, redactor, options)
+    else:
+        with err_console.status(_plain("verifying…")) as status:
+            result = run_verify(
+                image, manifest, redactor, options,
+                progress=lambda msg: status.update(_plain(f"{msg}…")),
+            )  # fmt: skip
+    scoped = result.scoped
+    environments: list[Environment] = name_environments(
+        [str(manifest), image], [scoped.source, scoped.image]
+    )
+    reporter_paths = {e.name: e.path for e in environments}
+    reporter = get_reporter(output_format, manifest_paths=reporter_paths)
+    outcome = run_diff(environments, policy=load_policy(policy), fail_on=threshold)
+    diff_result = outcome.result
+    diff_result.notes.extend(result.notes)
+    if not quiet:
+        for note in diff_result.notes:
+            _say(f"envpack: note: {note}")
+    color = output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    text = reporter.render(diff_result, color=color)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_atomic(output, text.encode("utf-8"))
+    if not quiet:
+        verdict = diff_result.verdict
+        drift = sum(verdict.counts.values())
+        how = {"docker": "in Docker", "bwrap": "under bwrap", "files": "not run (files read)"}
+        _say(
+            f"verified {image} against {manifest}: interpreter "
+            f"{how.get(result.ran, 'failed to run in the image')}; "
+            + (f"{drift} differences" if drift else "no drift")
+        )
+    raise typer.Exit(diff_result.verdict.exit_code)
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of the manifest format."""
     from envpack.manifest import schema_text

@@ -30,7 +30,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -45,6 +45,7 @@ __all__ = [
     "ProbeFailed",
     "default_interpreter",
     "describe",
+    "parse_answer",
     "probe",
     "probe_source",
     "resolve_python_arg",
@@ -170,14 +171,24 @@ def probe_source() -> str:
     return resources.files("envpack.snapshot").joinpath("_interpreter_probe.py").read_text("utf-8")
 
 
-def describe(executable: str, environ: Mapping[str, str], *, timeout: float) -> dict[str, Any]:
-    """Run the probe inside ``executable``; its component (without ``primary``)."""
+def describe(
+    executable: str,
+    environ: Mapping[str, str],
+    *,
+    timeout: float,
+    wrapper: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Run the probe inside ``executable``; its component (without ``primary``).
+
+    ``wrapper`` is a command that runs the rest (``bwrap … --``: the interpreter of an
+    image's rootfs, in a sandbox); it inherits ``environ``.
+    """
     # Names Popen cannot pass (empty, with "=" or NUL) could not reach the app either.
     env = {k: v for k, v in environ.items() if k and "=" not in k and "\0" not in k + v}
     with tempfile.TemporaryDirectory(prefix="envpack-probe-") as workdir:
         try:
             proc = subprocess.Popen(
-                [executable, "-c", probe_source()],
+                [*wrapper, executable, "-c", probe_source()],
                 cwd=workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -199,7 +210,7 @@ def describe(executable: str, environ: Mapping[str, str], *, timeout: float) -> 
         raise ProbeFailed(f"crashed: killed by signal {_signal_name(-proc.returncode)}")
     if proc.returncode != 0:
         raise ProbeFailed(f"exited with status {proc.returncode}{_last_line(err_out)}")
-    return _parse(out, err_out)
+    return parse_answer(out, err_out)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -249,7 +260,11 @@ _FIELDS = (
 )
 
 
-def _parse(out: bytes, err_out: bytes) -> dict[str, Any]:
+def parse_answer(out: bytes, err_out: bytes) -> dict[str, Any]:
+    """The component in the probe's output (``source`` is ``probe``), else :class:`ProbeFailed`.
+
+    ``err_out`` only gives the reason when there is no answer.
+    """
     if len(out) > _MAX_OUTPUT:
         raise ProbeFailed("printed too much output; not a Python interpreter?")
     marker = PROBE_MARKER.encode("ascii")

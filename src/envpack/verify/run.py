@@ -1,0 +1,232 @@
+"""``envpack verify`` without the command line: does an image hold what its manifest says?
+
+Steps: read the source manifest; capture the image offline (nothing in it is run) for the
+sections a build packs, looking at the very paths the source manifest names; run the
+interpreter probe inside the image (Docker Engine, else bubblewrap over a rootfs folder)
+and put its answer in place of what the files told; cut both manifests down to what the
+build packs (:mod:`.scope`); the diff then grades what is left (the caller runs it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from envpack.errors import UsageError
+from envpack.manifest import Issue, Manifest, load_manifest
+from envpack.redact import Redactor
+from envpack.snapshot.context import CaptureOptions
+from envpack.snapshot.interpreters import ProbeFailed
+from envpack.snapshot.source import DEFAULT_PATH, Source, SourceReadError
+from envpack.verify.inimage import ImageRun, probe_in_rootfs
+from envpack.verify.scope import Packing, Scoped, restrict
+
+__all__ = [
+    "EMBEDDED_MANIFEST",
+    "Runner",
+    "VerifyOptions",
+    "VerifyResult",
+    "packing_from_report",
+    "verify",
+]
+
+EMBEDDED_MANIFEST = "/.envpack/manifest.json"
+"""Where ``envpack build`` puts the manifest an image was built from."""
+
+Runner = Literal["auto", "docker", "bwrap", "none"]
+_CAPTURED = frozenset({"interpreters", "python_packages", "binaries", "libraries", "config_files"})
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What ``envpack verify`` was asked for, besides the image and the manifest."""
+
+    runner: Runner = "auto"
+    """How the interpreter runs inside the image: ``none`` only reads its files."""
+    build_report: Path | None = None
+    """The build's ``--report`` JSON: what it excluded, the environment of a rootfs."""
+    timeout: float = 120.0
+    """Seconds the interpreter may take to answer inside the image."""
+    docker_client: Any = None
+    """A Docker SDK client; ``None``: from the environment (``DOCKER_HOST``)."""
+    cache_dir: Path | None = None
+
+
+@dataclass
+class VerifyResult:
+    """The two restricted manifests, how the interpreter was described, and the notes."""
+
+    scoped: Scoped
+    image_manifest: Manifest
+    """The image's capture before restriction (with the probe's answer)."""
+    ran: str
+    """``docker``, ``bwrap`` or ``files`` (nothing was run)."""
+    notes: list[str] = field(default_factory=list)
+
+
+Progress = Callable[[str], None]
+
+
+def _silent(_: str) -> None:
+    return None
+
+
+def verify(
+    image: str,
+    manifest_path: Path,
+    redactor: Redactor,
+    options: VerifyOptions | None = None,
+    *,
+    progress: Progress = _silent,
+) -> VerifyResult:
+    """Capture ``image``, run its interpreter in it, restrict both sides; see the module."""
+    from envpack.snapshot.capture import capture
+
+    options = options or VerifyOptions()
+    source_manifest = load_manifest(manifest_path)
+    primary = _primary_executable(source_manifest, str(manifest_path))
+    report = _read_report(options.build_report)
+    target = _open_target(image, report)
+    notes: list[str] = []
+    try:
+        capture_options = CaptureOptions(
+            pythons=(primary,),
+            config_globs=tuple(_literal_glob(p) for p in source_manifest.section("config_files")),
+            use_cache=options.cache_dir is not None,
+            cache_dir=options.cache_dir,
+            only=_CAPTURED,
+        )
+        progress("capturing the image")
+        captured = capture(target.source, capture_options, redactor, progress=progress)
+        captured = replace(captured, meta=replace(captured.meta, source=image, label=None))
+        notes.extend(_embedded_check(target.source, manifest_path))
+        progress("running the interpreter in the image")
+        ran = _run_probe(captured, target, primary, options, notes)
+    finally:
+        target.source.close()
+    scoped = restrict(source_manifest, captured, packing_from_report(report))
+    return VerifyResult(
+        scoped=scoped, image_manifest=captured, ran=ran, notes=[*notes, *scoped.notes]
+    )
+
+
+# -- inputs ---------------------------------------------------------------------------------
+
+
+def _primary_executable(manifest: Manifest, origin: str) -> str:
+    for key in sorted(manifest.section("interpreters")):
+        component = manifest.section("interpreters")[key]
+        if component.get("primary") is True:
+            executable = component.get("executable")
+            return executable if isinstance(executable, str) else key
+    raise UsageError(f"{origin}: no primary interpreter; nothing to verify")
+
+
+def _read_report(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as err:
+        raise UsageError(f"--report {path}: {err.strerror or err}") from None
+    except ValueError as err:
+        raise UsageError(f"--report {path}: not a build report (invalid JSON: {err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("excluded", []), list):
+        raise UsageError(f"--report {path}: not a build report from `envpack build --report`")
+    return data
+
+
+def packing_from_report(report: dict[str, Any] | None) -> Packing:
+    """What a build report says was left out."""
+    if report is None:
+        return Packing()
+    excluded = frozenset(
+        str(item["path"])
+        for item in report.get("excluded", [])
+        if isinstance(item, dict) and isinstance(item.get("path"), str)
+    )
+    return Packing(excluded=excluded)
+
+
+def _literal_glob(path: str) -> str:
+    """``path`` as a glob matching only itself (``[`` ``*`` ``?`` taken literally)."""
+    return "".join(f"[{c}]" if c in "[*?" else c for c in path)
+
+
+# -- the image ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Target:
+    source: Source
+    run: ImageRun
+    rootfs: Path | None = None
+    """A rootfs folder on this machine (bubblewrap can run it)."""
+    image_id: str | None = None
+    """The image's ID (config digest) for a Docker Engine."""
+
+
+def _open_target(image: str, report: dict[str, Any] | None) -> _Target:
+    folder = Path(image)
+    if folder.is_dir() and not (folder / "oci-layout").exists():
+        source = Source.rootfs(folder)
+        source.kind, source.description = "image", image
+        return _Target(source=source, run=_rootfs_run(report), rootfs=folder)
+    raise UsageError(f"{image}: not a rootfs folder (image references need `capture --image`)")
+
+
+def _rootfs_run(report: dict[str, Any] | None) -> ImageRun:
+    """How a rootfs is run: the build report's config, else envpack's default."""
+    config = (report or {}).get("config") or {}
+    env = config.get("env") if isinstance(config, dict) else None
+    if isinstance(env, dict) and all(isinstance(v, str) for v in env.values()):
+        workdir = config.get("workdir")
+        return ImageRun(env=dict(env), workdir=workdir if isinstance(workdir, str) else "")
+    return ImageRun(env={"LANG": "C.UTF-8", "PATH": DEFAULT_PATH})
+
+
+def _embedded_check(source: Source, manifest_path: Path) -> list[str]:
+    """A note when the image was not built from this manifest (or not by envpack)."""
+    try:
+        embedded = source.read_bytes(EMBEDDED_MANIFEST, whole=True)
+    except SourceReadError:
+        return [f"the image holds no {EMBEDDED_MANIFEST}: was it built by envpack?"]
+    given = manifest_path.read_bytes()
+    if hashlib.sha256(embedded).digest() != hashlib.sha256(given).digest():
+        return [
+            f"the image was built from another manifest than {manifest_path} "
+            f"(its {EMBEDDED_MANIFEST} differs)"
+        ]
+    return []
+
+
+def _run_probe(
+    manifest: Manifest, target: _Target, primary: str, options: VerifyOptions, notes: list[str]
+) -> str:
+    """Put the in-image answer in place of the files' one; which runner answered."""
+    section = manifest.sections.setdefault("interpreters", {})
+    key = next((k for k, c in section.items() if c.get("primary") is True), primary)
+    runner = options.runner
+    if runner == "none":
+        notes.append("interpreters: not run inside the image (--runner none): read from files")
+        return "files"
+    try:
+        if target.rootfs is not None and runner in ("auto", "bwrap"):
+            component = probe_in_rootfs(
+                target.rootfs.resolve(), primary, target.run, timeout=options.timeout
+            )
+            used = "bwrap"
+        else:
+            raise UsageError(f"--runner {runner}: not available for this image")
+    except ProbeFailed as err:
+        section.pop(key, None)
+        manifest.issues.append(Issue("interpreters", primary, f"in the image: {err}"))
+        notes.append(f"interpreters: {primary} does not run inside the image: {err}")
+        return "failed"
+    component["primary"] = True
+    section[key] = component
+    return used

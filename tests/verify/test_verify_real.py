@@ -1,0 +1,231 @@
+"""`envpack verify` against real things: a real venv from the package index, captured and
+built with the real CLI, its interpreter run inside the image (bubblewrap over the rootfs,
+a real Docker Engine); then the image tampered with by real tools (pip inside the image,
+a changed config file, a changed library) and verified again: the exact drift, exit 1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from verify_envs import (
+    VerifyEnv,
+    changes_of,
+    copy_tree,
+    envpack_env,
+    make_verify_env,
+    verify_cli,
+)
+
+from realenv import run_envpack
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+LIBM = "/usr/lib/x86_64-linux-gnu/libm.so.6"
+
+
+@pytest.fixture(scope="module")
+def venv_env(real_env_base: Path) -> VerifyEnv:
+    made = make_verify_env(real_env_base)
+    if isinstance(made, str):
+        pytest.skip(f"cannot make the verify environment: {made}")
+    return made
+
+
+def _bwrap() -> str:
+    found = shutil.which("bwrap")
+    if found is None:
+        pytest.skip("bubblewrap is not installed (apt install bubblewrap)")
+    return found
+
+
+def _in_rootfs(rootfs: Path, *command: str, binds: tuple[Path, ...] = ()) -> None:
+    """Run ``command`` inside ``rootfs`` (writable): the image's own tools change it."""
+    extra = [arg for b in binds for arg in ("--ro-bind", str(b), str(b))]
+    done = subprocess.run(
+        [_bwrap(), "--bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev",
+         *extra, "--unshare-all", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
+         # No pip config: the host's names files (constraints) no image holds.
+         "--setenv", "PIP_CONFIG_FILE", "/dev/null", *command],
+        check=False, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, f"{command}: {done.stderr}"
+
+
+def _older_blinker(folder: Path, python: Path) -> Path:
+    """A real older wheel of a package the venv holds (pip download from the index)."""
+    done = subprocess.run(
+        [str(python), "-m", "pip", "download", "-q", "--no-deps", "blinker==1.8.2", "-d",
+         str(folder)],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    wheels = sorted(folder.glob("blinker-1.8.2-*.whl"))
+    if done.returncode != 0 or not wheels:
+        pytest.skip(f"the index gives no blinker 1.8.2: {done.stderr[-300:]}")
+    return wheels[0]
+
+
+def test_a_fresh_rootfs_build_verifies_with_no_drift(venv_env: VerifyEnv) -> None:
+    _bwrap()
+    report = str(venv_env.report)
+    done = verify_cli(str(venv_env.rootfs), str(venv_env.manifest), "--report", report)
+    assert done.returncode == 0, done.stderr
+    assert changes_of(done.stdout) == []
+    # The interpreter really ran inside the rootfs, and the omissions are said.
+    assert "interpreter under bwrap; no drift" in done.stderr
+    assert "config_files: written by the build's base" in done.stderr
+    assert "libraries:" in done.stderr
+
+
+def test_a_tampered_rootfs_gives_the_exact_drift(venv_env: VerifyEnv, tmp_path: Path) -> None:
+    tampered = copy_tree(venv_env.rootfs, tmp_path / "tampered.rootfs")
+    python = str(venv_env.python)
+    wheel = _older_blinker(tmp_path / "wheels", venv_env.python)
+    # pip inside the image: remove one distribution, downgrade another.
+    _in_rootfs(tampered, python, "-m", "pip", "uninstall", "-q", "-y", "pyyaml")
+    _in_rootfs(
+        tampered, python, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+        str(wheel), binds=(wheel.parent,),
+    )  # fmt: skip
+    # The app's config file changed; a library the interpreter loads replaced by another
+    # build of itself (trailing bytes: still a loadable ELF, a different file).
+    config = tampered / str(venv_env.config).lstrip("/")
+    config.write_text(config.read_text().replace("workers = 4", "workers = 8"))
+    libm = tampered / LIBM.lstrip("/")
+    data, mode = libm.read_bytes(), libm.stat().st_mode
+    libm.unlink()
+    libm.write_bytes(data + b"\0" * 64)
+    libm.chmod(mode & 0o7777)
+
+    done = verify_cli(str(tampered), str(venv_env.manifest), "--report", str(venv_env.report))
+    assert done.returncode == 1, done.stderr
+    ini = str(venv_env.config)
+    assert changes_of(done.stdout) == [
+        ("config_files", ini, "keys.server.workers", "changed"),
+        ("config_files", ini, "sha256", "changed"),
+        ("libraries", "libm.so.6", "sha256", "changed"),
+        ("libraries", "libm.so.6", "size", "changed"),
+        ("python_packages", "blinker", "version", "downgraded"),
+        ("python_packages", "pyyaml", None, "removed"),
+    ]
+    # The same drift with the default table report, and --fail-on lets minor drift pass.
+    done = run_envpack(
+        "verify", str(tampered), str(venv_env.manifest), "--fail-on", "critical", "-q",
+        env=envpack_env(), timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "pyyaml" in done.stdout and "downgraded" in done.stdout
+
+
+def test_an_interpreter_that_cannot_run_in_the_image_is_drift(
+    venv_env: VerifyEnv, tmp_path: Path
+) -> None:
+    tampered = copy_tree(venv_env.rootfs, tmp_path / "broken.rootfs")
+    # The loader the interpreter names in its ELF header is gone: exec fails inside.
+    (tampered / "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2").unlink()
+    done = verify_cli(str(tampered), str(venv_env.manifest))
+    assert done.returncode == 1, done.stderr
+    rows = changes_of(done.stdout)
+    assert ("interpreters", str(venv_env.python), None, "removed") in rows
+    assert "does not run inside the image" in done.stderr
+    assert "interpreter failed to run in the image" in done.stderr
+
+
+def test_verify_refuses_bad_input_with_one_line(venv_env: VerifyEnv, tmp_path: Path) -> None:
+    cases = [
+        (str(tmp_path / "missing"), str(venv_env.manifest)),
+        (str(venv_env.rootfs), str(tmp_path / "missing.json")),
+    ]
+    bad_report = tmp_path / "report.json"
+    bad_report.write_text("[1, 2")
+    for image, manifest in cases:
+        done = run_envpack("verify", image, manifest, env=envpack_env())
+        assert done.returncode == 2, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "Traceback" not in done.stderr
+    done = run_envpack(
+        "verify", str(venv_env.rootfs), str(venv_env.manifest), "--report", str(bad_report),
+        env=envpack_env(),
+    )  # fmt: skip
+    assert done.returncode == 2 and "not a build report" in done.stderr, done.stderr
+    done = run_envpack(
+        "verify", str(venv_env.rootfs), str(venv_env.manifest), "--runner", "podman",
+        env=envpack_env(),
+    )  # fmt: skip
+    assert done.returncode == 2 and "--runner" in done.stderr, done.stderr
+
+
+# -- the probe inside a real Docker Engine ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loaded_image(venv_env: VerifyEnv, docker_client: Any) -> Any:
+    """The environment built as an archive and loaded into the engine (removed after)."""
+    tag = f"verify-test-{os.getpid()}:fresh"
+    archive = venv_env.folder / "image.tar"
+    done = run_envpack(
+        "build", "-q", str(venv_env.manifest), "--format", "tar", "-o", str(archive),
+        "--force", "--tag", tag, "--load", env=envpack_env(), timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    image = docker_client.images.get(tag)
+    yield image, archive
+    docker_client.images.remove(image.id, force=True)
+
+
+def test_the_probe_runs_inside_a_docker_image_as_on_the_host(
+    venv_env: VerifyEnv, loaded_image: Any, docker_client: Any
+) -> None:
+    import json
+
+    from envpack.verify.inimage import probe_in_docker
+
+    image, _ = loaded_image
+    answer = probe_in_docker(docker_client, image.id, str(venv_env.python), timeout=300)
+    host = json.loads(venv_env.manifest.read_text())["interpreters"][str(venv_env.python)]
+    for name in ("executable", "version", "prefix", "base_prefix", "sys_path", "site_packages"):
+        assert answer[name] == host[name], name
+    assert answer["source"] == "probe"
+    # Nothing of the probe's container is left behind.
+    left = docker_client.containers.list(all=True, filters={"label": "io.envpack.verify"})
+    assert left == []
+
+
+def test_an_image_not_in_the_engine_is_loaded_for_the_probe_and_removed(
+    venv_env: VerifyEnv, loaded_image: Any, docker_client: Any
+) -> None:
+    from envpack.verify.inimage import probe_in_docker
+
+    image, archive = loaded_image
+    docker_client.images.remove(image.id, force=True)
+    try:
+        answer = probe_in_docker(
+            docker_client,
+            image.id,
+            str(venv_env.python),
+            timeout=300,
+            loader=lambda: archive.open("rb"),
+        )
+        assert answer["executable"] == str(venv_env.python)
+        with pytest.raises(Exception, match="No such image"):
+            docker_client.images.get(image.id)
+    finally:
+        with archive.open("rb") as stream:  # put it back for the other tests
+            list(docker_client.api.load_image(stream))
+
+
+def test_a_missing_interpreter_in_docker_is_a_probe_failure(
+    loaded_image: Any, docker_client: Any
+) -> None:
+    from envpack.snapshot.interpreters import ProbeFailed
+    from envpack.verify.inimage import probe_in_docker
+
+    image, _ = loaded_image
+    with pytest.raises(ProbeFailed, match="cannot run in the image"):
+        probe_in_docker(docker_client, image.id, "/no/such/python", timeout=300)
+    assert docker_client.containers.list(all=True, filters={"label": "io.envpack.verify"}) == []
