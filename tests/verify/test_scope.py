@@ -244,3 +244,17 @@ def test_a_library_with_many_requesters_missing_from_the_image_is_drift() -> Non
     del image["libraries"]["libc.so.6"]
     scoped = restrict(_manifest("live", source), _manifest("image", image), PACKING)
     assert _changes(scoped.source, scoped.image) == [("libraries", "libc.so.6", "removed")]
+
+
+def test_a_section_the_source_did_not_capture_is_not_verified_and_said() -> None:
+    source = _source()
+    image = _image_of(source)
+    image["config_files"]["/etc/pip.conf"]["sha256"] = "changed"
+    source_manifest = _manifest("live", source)
+    source_manifest.meta.coverage.update(config_files="not_captured", network="not_captured")
+    image_manifest = _manifest("image", image)
+    image_manifest.meta.coverage.update(os="not_captured", network="not_applicable")
+    scoped = restrict(source_manifest, image_manifest, PACKING)
+    # No coverage row for the sections verify never compares, none for the skipped one.
+    assert _changes(scoped.source, scoped.image) == []
+    assert "config_files: not captured in the source; not verified" in scoped.notes

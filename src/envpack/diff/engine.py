@@ -21,6 +21,7 @@ from envpack.diff.compare import MISSING, cell, compare
 from envpack.diff.model import Change, DiffResult, Drift, Severity, Verdict
 from envpack.diff.policy import Policy, accepted_document, apply_policy, load_accepted
 from envpack.diff.requirements import SECTION, Declared, check
+from envpack.diff.sources import comparable
 from envpack.errors import ManifestError, UsageError
 from envpack.manifest import CAPTURED, Manifest, load_manifest, loads
 
@@ -236,8 +237,13 @@ def run_diff(
     base = environments[index]
     others = [e for i, e in enumerate(environments) if i != index]
     raw: list[Drift] = []
+    source_notes: list[str] = []
     for env in others:
-        drift = compare(base.manifest, env.manifest)
+        # Facts only one source kind can have (a live host's kernel against an image) say
+        # how each side was captured, not how they differ: set aside, with a note.
+        a, b, notes = comparable(base.manifest, env.manifest)
+        source_notes.extend(notes)
+        drift = compare(a, b)
         drift.baseline, drift.other = base.name, env.name
         raw.append(drift)
     if declared is not None and raw:
@@ -264,6 +270,6 @@ def run_diff(
         drifts=drifts,
         verdict=verdict,
         values=_values(environments, drifts, declared.targets if declared is not None else {}),
-        notes=_notes(environments, declared),
+        notes=[*source_notes, *_notes(environments, declared)],
     )
     return Outcome(result, document)

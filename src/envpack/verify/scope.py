@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from envpack.manifest import Component, Manifest, Section
+from envpack.manifest import CAPTURED, Component, Manifest, Section
 
 __all__ = [
     "KERNEL_MARKERS",
@@ -86,15 +86,34 @@ def restrict(source: Manifest, image: Manifest, packing: Packing | None = None) 
     src["libraries"], img["libraries"] = _libraries(source, image, roots, notes)
     src["config_files"], img["config_files"] = _configs(source, image, packing, notes)
     left_out = set(source.section("config_files")) - set(src["config_files"])
+    for name in SECTIONS:
+        for side, manifest in (("the source", source), ("the image", image)):
+            state = manifest.coverage_of(name)
+            if state != CAPTURED:
+                # Nothing to hold the other side to: say so, compare neither.
+                src.pop(name, None)
+                img.pop(name, None)
+                notes.append(f"{name}: {state.replace('_', ' ')} in {side}; not verified")
+                break
     for issue in image.issues:
         if issue.probe == "config_files" and issue.path in left_out:
             continue  # not in the image on purpose: already said
         if issue.probe in SECTIONS:
             where = f" {issue.path}" if issue.path else ""
             notes.append(f"image capture: {issue.probe}{where}: {issue.reason}")
+    # Every section outside the scope is empty on both sides, and so equal: the restricted
+    # manifests claim full coverage (the sections a side skipped were dropped just above).
     return Scoped(
-        source=Manifest(meta=source.meta, sections=src, schema_version=source.schema_version),
-        image=Manifest(meta=image.meta, sections=img, schema_version=image.schema_version),
+        source=Manifest(
+            meta=replace(source.meta, coverage={}),
+            sections=src,
+            schema_version=source.schema_version,
+        ),
+        image=Manifest(
+            meta=replace(image.meta, coverage={}),
+            sections=img,
+            schema_version=image.schema_version,
+        ),
         notes=notes,
     )
 
