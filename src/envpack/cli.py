@@ -111,6 +111,63 @@ def _root(
     """Make an application's environment visible, comparable and packable."""
 
 
+PushOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--push",
+        metavar="REF",
+        help="Push to a registry as HOST/REPO[:TAG] (credentials: `docker login`, or "
+        "--username with --password-stdin).",
+    ),
+]
+InsecureOption = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        help="Speak plain HTTP to the registry (a loopback registry always may).",
+    ),
+]
+UsernameOption = Annotated[
+    Optional[str], typer.Option("--username", help="Registry user name (with --password-stdin).")
+]
+PasswordStdinOption = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the registry password from stdin.")
+]
+_PASSWORD_LIMIT = 64 * 1024
+
+
+def _registry_target(
+    text: str,
+    *,
+    insecure: bool,
+    username: Optional[str],
+    password_stdin: bool,
+    option: str = "--push",
+) -> tuple[Any, Any]:
+    """The parsed ``HOST/REPO:TAG`` and a registry client with its credentials."""
+    from envpack.oci.reference import InvalidReference
+    from envpack.registry import Credentials, RegistryClient, RegistryRef
+
+    if password_stdin != bool(username):
+        raise UsageError("give --username and --password-stdin together")
+    try:
+        ref = RegistryRef.parse(text)
+    except InvalidReference as err:
+        raise UsageError(f"{option}: {err}") from None
+    if ref.digest is not None:
+        raise UsageError(f"{option} {text!r}: push to a tag, not a digest")
+    credentials = None
+    if username:
+        data = sys.stdin.buffer.read(_PASSWORD_LIMIT + 1)
+        if len(data) > _PASSWORD_LIMIT:
+            raise UsageError("--password-stdin: more than 64 KiB on stdin")
+        password = data.decode("utf-8", "replace").strip("\r\n")
+        if not password:
+            raise UsageError("--password-stdin: no password on stdin")
+        credentials = Credentials(username, password)
+    return ref, RegistryClient.for_ref(ref, credentials=credentials, insecure=insecure)
+
+
 @app.command()
 def capture(
     output: Annotated[
@@ -173,8 +230,16 @@ def capture(
     quiet: Annotated[
         bool, typer.Option("-q", "--quiet", help="No progress or summary on stderr.")
     ] = False,
+    push: PushOption = None,
+    insecure: InsecureOption = False,
+    username: UsernameOption = None,
+    password_stdin: PasswordStdinOption = False,
 ) -> None:
-    """Record an environment (live host, --root folder or --image) into a manifest."""
+    """Record an environment (live host, --root folder or --image) into a manifest.
+
+    With --push REF the manifest is stored in a registry as an OCI artifact instead of
+    printed (-o FILE still writes it); `envpack diff registry:REF …` reads it back.
+    """
     from envpack._atomic import write_atomic
     from envpack.manifest import dumps
     from envpack.redact import Redactor, load_redaction_key
@@ -188,6 +253,11 @@ def capture(
     if (root is not None or image is not None) and probe_versions:
         where = "--root" if root is not None else "--image"
         raise UsageError(f"--probe-versions runs binaries, so it cannot be used with {where}")
+    target = None
+    if push is not None:  # refused before the capture, not after it
+        target = _registry_target(
+            push, insecure=insecure, username=username, password_stdin=password_stdin
+        )
     if image is not None:
         from envpack.snapshot.imagesource import open_image
 
@@ -222,11 +292,12 @@ def capture(
     finally:
         source.close()
     text = dumps(manifest)
-    if output is None:
+    if output is not None:
+        write_atomic(output, text.encode("utf-8"))
+    elif target is None:  # with --push, the registry is the output: nothing on stdout
         sys.stdout.write(text)
         sys.stdout.flush()
-    else:
-        write_atomic(output, text.encode("utf-8"))
+    pushed = _push_manifest(target, text)
     if not quiet:
         counts = ", ".join(
             f"{len(entries)} {name.replace('_', ' ')}"
@@ -234,6 +305,17 @@ def capture(
         )
         where = f" → {output}" if output is not None else ""
         _say(f"captured {manifest.name}: {counts}; {len(manifest.issues)} issues{where}")
+        if pushed is not None:
+            _say(f"pushed {pushed.reference}@{pushed.digest}")
+
+
+def _push_manifest(target: Optional[tuple[Any, Any]], text: str) -> Any:
+    """``capture --push``: the manifest stored as an artifact (``None`` without --push)."""
+    if target is None:
+        return None
+    from envpack.registry import push_manifest
+
+    return push_manifest(target[1], target[0], text.encode("utf-8"))
 
 
 @app.command()
@@ -241,7 +323,8 @@ def diff(
     manifests: Annotated[
         list[str],
         typer.Argument(
-            help="Manifest files (`-` = stdin, once). The first is the baseline unless "
+            help="Manifest files (`-` = stdin, once) or registry:HOST/REPO:TAG artifacts "
+            "(from `capture --push`, pulled in parallel). The first is the baseline unless "
             "--baseline names another.",
             show_default=False,
         ),
@@ -399,7 +482,7 @@ class _BuildProgress:
 
     _READING = ("interpreter", "distributions", "application", "binaries", "config")
     _BARS = (("drift", "hashing"), ("bytecode", "compiling"))
-    _BYTES = ("compressing", "writing")
+    _BYTES = ("compressing", "writing", "pushing")
 
     def __init__(self) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -523,6 +606,10 @@ def build(
     quiet: Annotated[
         bool, typer.Option("-q", "--quiet", help="No progress or summary on stderr.")
     ] = False,
+    push: PushOption = None,
+    insecure: InsecureOption = False,
+    username: UsernameOption = None,
+    password_stdin: PasswordStdinOption = False,
 ) -> None:
     """Pack the environment a manifest describes into a reproducible image.
 
@@ -530,6 +617,7 @@ def build(
     The image holds the primary interpreter, its Python packages, the shared libraries
     they load, the binaries named, the application and its config; the same manifest and
     files give the same image digest (SOURCE_DATE_EPOCH sets the time, default 2020-01-01).
+    With --push REF the image goes straight to a registry (no daemon); -o is then optional.
     Exit codes: 0 built; 2 bad input (one line on stderr; nothing is left behind).
     """
     from envpack.pack.build import BuildOptions, source_date_epoch
@@ -538,7 +626,14 @@ def build(
     formats = {"oci": ".oci", "tar": ".tar", "rootfs": ".rootfs"}
     if output_format not in formats:
         raise UsageError(f"--format {output_format!r}: choose oci, tar or rootfs")
-    if output is None and not load:
+    bars = None if quiet else _BuildProgress()
+    publish = None
+    if push is not None:
+        target = _registry_target(
+            push, insecure=insecure, username=username, password_stdin=password_stdin
+        )
+        publish = _image_publisher(target, bars)
+    if output is None and not load and push is None:
         stem = manifest.name[: -len(".json")] if manifest.name.endswith(".json") else manifest.name
         output = Path(stem + formats[output_format])
     options = BuildOptions(
@@ -560,13 +655,13 @@ def build(
         force=force,
         use_cache=not no_cache,
         source_date_epoch=source_date_epoch(os.environ),
+        publish=publish,
     )
     # Ctrl-C and SIGTERM unwind through the build (main() turns them into an exception):
     # its workspace is removed on the way out, so nothing is left behind.
-    if quiet:
+    if bars is None:
         result = run_build(manifest, options)
     else:
-        bars = _BuildProgress()
         with bars.bars:
             result = run_build(manifest, options, progress=bars)
     if report is not None:
@@ -621,6 +716,83 @@ def cache_prune() -> None:
         f"removed {done.layers} layers, {done.blobs} blobs, {_size(done.bytes)} freed "
         f"from {for_terminal(str(done.path))}"
     )
+
+
+def _image_publisher(target: tuple[Any, Any], bars: Optional[_BuildProgress]) -> Any:
+    """``build --push``'s callback: push the built image, then say what happened."""
+    ref, client = target
+
+    def publish(image: Any) -> str:
+        from envpack.registry import push_image
+        from envpack.registry.pushed import default_folder
+
+        progress = (lambda done, total: bars("pushing", done, total)) if bars else None
+        result = push_image(
+            client,
+            ref.repository,
+            ref.tag,
+            image,
+            sources_folder=default_folder(),
+            progress=progress,
+        )
+        return result.summary()
+
+    return publish
+
+
+@app.command()
+def push(
+    layout: Annotated[
+        Path, typer.Argument(help="An OCI image layout folder (`envpack build --format oci`).")
+    ],
+    ref: Annotated[str, typer.Argument(help="Where to: HOST/REPO[:TAG].", show_default=False)],
+    name: Annotated[
+        Optional[str],
+        typer.Option("--name", help="The layout's image to push, by its ref.name (its tag)."),
+    ] = None,
+    insecure: InsecureOption = False,
+    username: UsernameOption = None,
+    password_stdin: PasswordStdinOption = False,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="No progress or summary on stderr.")
+    ] = False,
+) -> None:
+    """Push an image layout to a registry: blobs it has are skipped, others streamed.
+
+    \b
+    Exit codes: 0 pushed; 2 a bad layout, a refused login, an unreachable registry
+    (after retries) or a registry error, as one line on stderr.
+    """
+    from envpack.registry import push_layout
+    from envpack.registry.pushed import default_folder
+
+    if not layout.is_dir():
+        raise UsageError(f"{layout}: not an OCI image layout folder")
+    target_ref, client = _registry_target(
+        ref, insecure=insecure, username=username, password_stdin=password_stdin, option="REF"
+    )
+    if quiet:
+        result = push_layout(
+            client,
+            target_ref.repository,
+            target_ref.tag,
+            layout,
+            ref_name=name,
+            sources_folder=default_folder(),
+        )
+    else:
+        bars = _BuildProgress()
+        with bars.bars:
+            result = push_layout(
+                client,
+                target_ref.repository,
+                target_ref.tag,
+                layout,
+                ref_name=name,
+                sources_folder=default_folder(),
+                progress=lambda done, total: bars("pushing", done, total),
+            )
+        _say(result.summary())
 
 
 @app.command()

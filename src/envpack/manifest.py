@@ -306,7 +306,14 @@ def _string_sharer() -> Callable[[dict[str, Any]], dict[str, Any]]:
 
 
 def load_manifest(path: str | Path) -> Manifest:
-    """Read a manifest from a file, or from standard input when ``path`` is ``-``."""
+    """Read a manifest from a file, from standard input when ``path`` is ``-``, or from a
+    registry when it is ``registry:HOST/REPO:TAG`` (pushed by ``capture --push``)."""
+    if str(path).startswith("registry:"):
+        from envpack.registry.artifact import pull_manifest
+        from envpack.registry.refs import RegistryRef
+
+        data = pull_manifest(RegistryRef.parse(str(path)), limit=MANIFEST_LIMIT)
+        return loads(data, origin=str(path))
     if str(path) == "-":
         data = read_stdin(limit=MANIFEST_LIMIT, what="manifest", error=ManifestError)
         return loads(data, origin="<stdin>")

@@ -58,9 +58,22 @@ def load_environments(paths: Sequence[str]) -> list[Environment]:
         raise UsageError("diff needs at least two manifests (the first is the baseline)")
     if sum(1 for p in paths if p == "-") > 1:
         raise UsageError("standard input ('-') can be given only once")
+    pulled = _pull(paths)
     with _collector_paused():
-        manifests = [_load(p) for p in paths]
+        manifests = [loads(pulled[p], origin=p) if p in pulled else _load(p) for p in paths]
     return name_environments(paths, manifests)
+
+
+def _pull(paths: Sequence[str]) -> dict[str, bytes]:
+    """The ``registry:HOST/REPO:TAG`` arguments, pulled in parallel, by argument."""
+    remote = list(dict.fromkeys(p for p in paths if p.startswith("registry:")))
+    if not remote:
+        return {}
+    from envpack.registry.artifact import pull_manifests
+    from envpack.registry.refs import RegistryRef
+
+    refs = [RegistryRef.parse(p) for p in remote]
+    return dict(zip(remote, pull_manifests(refs, limit=MANIFEST_LIMIT)))
 
 
 @contextlib.contextmanager

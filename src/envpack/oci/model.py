@@ -76,6 +76,8 @@ class Descriptor:
     size: int
     annotations: Mapping[str, str] = field(default_factory=dict)
     platform: Platform | None = None
+    artifact_type: str = ""
+    """An artifact manifest's ``artifactType`` (referrers indexes list it per entry)."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -83,6 +85,8 @@ class Descriptor:
             "digest": str(self.digest),
             "size": self.size,
         }
+        if self.artifact_type:
+            out["artifactType"] = self.artifact_type
         if self.annotations:
             out["annotations"] = dict(self.annotations)
         if self.platform is not None:
@@ -112,7 +116,10 @@ class Descriptor:
                 str(raw.get("os", "")),
                 str(raw.get("variant", "")),
             )
-        return cls(media_type, digest, size, MappingProxyType(annotations), platform)
+        artifact_type = value.get("artifactType", "")
+        if not isinstance(artifact_type, str):
+            raise InvalidImage(f"{where}: artifactType is not a string")
+        return cls(media_type, digest, size, MappingProxyType(annotations), platform, artifact_type)
 
 
 @dataclass(frozen=True)

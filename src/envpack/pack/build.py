@@ -77,6 +77,9 @@ class BuildOptions:
     source_date_epoch: int = DEFAULT_EPOCH
     docker_client: Any = None
     """A Docker SDK client for ``load``; ``None``: from the environment (``DOCKER_HOST``)."""
+    publish: Callable[[Image], str] | None = None
+    """Called with the built image while its blobs still exist (``--push``); returns the
+    line the summary shows. Nothing else needs to be written (no ``-o`` is required)."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,8 @@ class BuildReport:
     tag: str | None
     loaded_image_id: str | None
     seconds: float
+    published: str | None = None
+    """What ``publish`` said (``pushed HOST/REPO:TAG@sha256:…``)."""
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
@@ -138,6 +143,7 @@ class BuildReport:
             "notes": list(self.notes),
             "tag": self.tag,
             "loaded_image_id": self.loaded_image_id,
+            "published": self.published,
             "seconds": round(self.seconds, 3),
             "config": {
                 "entrypoint": list(self.entrypoint),
@@ -174,6 +180,8 @@ class BuildReport:
             lines.append(f"image {self.image_digest}")
         if self.loaded_image_id:
             lines.append(f"loaded into Docker as {self.tag or self.loaded_image_id}")
+        if self.published:
+            lines.append(self.published)
         where = f" → {self.output}" if self.output else ""
         lines.append(f"built {self.format} in {self.seconds:.1f} s{where}")
         return lines
@@ -252,13 +260,13 @@ def build(
     """Build the image of ``manifest_path`` as ``options`` say; raise ``EnvpackError``s."""
     started = time.monotonic()
     out = options.output
-    if out is None and not options.load:
-        raise UsageError("give -o OUT, or --load to load the image into Docker only")
+    if out is None and not options.load and options.publish is None:
+        raise UsageError("give -o OUT, --load or --push")
     if out is not None and os.path.lexists(out) and not options.force:
         raise UsageError(f"{out} exists; give --force to replace it")
     if out is not None and not (out.parent if str(out.parent) else Path()).is_dir():
         raise UsageError(f"cannot write {out}: {out.parent} is not a folder")
-    if options.format == "rootfs" and options.load and out is None:
+    if options.format == "rootfs" and (options.load or options.publish) and out is None:
         raise UsageError("--format rootfs needs -o OUT")
     if options.tag is not None:
         from envpack.oci.reference import Reference
@@ -289,7 +297,7 @@ def build(
     files = [f for f in plan.files if f.entry.path != MANIFEST_PATH]
     files.append(_manifest_file(raw, options.source_date_epoch))
     groups = group_files(files)
-    # Without -o (only --load) the workspace sits in the working folder.
+    # Without -o (only --load or --push) the workspace sits in the working folder.
     anchor = out if out is not None else Path("envpack-load")
     try:
         with workspace(anchor) as space:
@@ -333,7 +341,7 @@ def _produce(
 ) -> BuildReport:
     out = options.output
     image: Image | None = None
-    if options.format != "rootfs" or options.load:
+    if options.format != "rootfs" or options.load or options.publish is not None:
         image, cached = _make_image(space, plan, groups, options, progress, source)
         layer_reports = [
             LayerReport(
@@ -363,6 +371,15 @@ def _produce(
         loaded = load_into_docker(archive, client=options.docker_client)
     if out is not None:
         space.commit(staged, force=options.force)
+    published = None
+    if options.publish is not None and image is not None:
+        # After the commit: a failed push keeps the built OUT, which can be pushed again.
+        try:
+            published = options.publish(image)
+        except PackError as err:
+            if out is not None and options.format == "oci":
+                raise type(err)(f"{err} (built {out}; `envpack push {out} REF` retries)") from None
+            raise
     spec = _spec(plan, groups, options)
     return BuildReport(
         output=str(out) if out is not None else None,
@@ -379,6 +396,7 @@ def _produce(
         tag=options.tag,
         loaded_image_id=loaded,
         seconds=0.0,
+        published=published,
         entrypoint=tuple(spec.entrypoint),
         cmd=tuple(spec.cmd),
         env=tuple(spec.env.items()),

@@ -1,0 +1,164 @@
+"""Artifacts that refer to an image (an SBOM, a signature): OCI manifests with ``subject``.
+
+A registry with the referrers API indexes them itself and says so with an
+``OCI-Subject`` header on the manifest PUT. Without it (Distribution 2.8, Debian 12's
+``docker-registry``), the client keeps the index under the tag ``sha256-<subject hex>``
+(image-spec / distribution-spec "referrers tag schema"): it reads that index, adds the new
+descriptor and puts it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from envpack.oci import media
+from envpack.oci.digest import Digest
+from envpack.oci.model import Descriptor, Index, InvalidImage, canonical_json
+from envpack.registry.blobs import Blob, ensure_blob
+from envpack.registry.client import RegistryClient
+from envpack.registry.push import put_manifest
+
+__all__ = ["artifact_manifest", "push_artifact", "push_referrer", "referrers_tag"]
+
+_INDEX_LIMIT = 4 << 20
+EMPTY = Descriptor(media.OCI_EMPTY, Digest.of_bytes(media.OCI_EMPTY_DATA), 2)
+
+
+def referrers_tag(subject: Digest) -> str:
+    """``sha256-<hex>``: where the tag-schema fallback keeps ``subject``'s referrers."""
+    return f"{subject.algorithm}-{subject.hex}"
+
+
+def artifact_manifest(
+    artifact_type: str,
+    layer: Descriptor,
+    *,
+    subject: Descriptor | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> bytes:
+    """An OCI image manifest carrying one blob as an artifact (empty config)."""
+    document: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": media.OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": EMPTY.to_json(),
+        "layers": [layer.to_json()],
+    }
+    if subject is not None:
+        document["subject"] = {
+            "mediaType": subject.media_type,
+            "digest": str(subject.digest),
+            "size": subject.size,
+        }
+    if annotations:
+        document["annotations"] = dict(annotations)
+    return canonical_json(document)
+
+
+def push_artifact(
+    client: RegistryClient,
+    repository: str,
+    reference: str | None,
+    artifact_type: str,
+    blob: bytes,
+    media_type: str,
+    *,
+    subject: Descriptor | None = None,
+    annotations: Mapping[str, str] | None = None,
+    layer_annotations: Mapping[str, str] | None = None,
+) -> tuple[Descriptor, bool]:
+    """Push ``blob`` as an artifact; put its manifest under ``reference`` (a tag) or its
+    own digest. Returns its descriptor and whether the registry indexed the subject."""
+    layer = Descriptor(media_type, Digest.of_bytes(blob), len(blob), dict(layer_annotations or {}))
+    for item in (Blob(EMPTY, data=media.OCI_EMPTY_DATA), Blob(layer, data=blob)):
+        ensure_blob(client, repository, item)
+    data = artifact_manifest(artifact_type, layer, subject=subject, annotations=annotations)
+    digest = Digest.of_bytes(data)
+    what = reference or str(digest)
+    response_headers = _put(client, repository, what, data)
+    descriptor = Descriptor(
+        media.OCI_MANIFEST,
+        digest,
+        len(data),
+        dict(annotations or {}),
+        artifact_type=artifact_type,
+    )
+    return descriptor, "OCI-Subject" in response_headers
+
+
+def _put(client: RegistryClient, repository: str, reference: str, data: bytes) -> dict[str, str]:
+    what = f"putting the manifest {reference}"
+    response = client.request(
+        "PUT",
+        f"/v2/{repository}/manifests/{reference}",
+        what=what,
+        kind="manifest",
+        headers={"Content-Type": media.OCI_MANIFEST},
+        body=lambda: data,
+    )
+    response.close()
+    if response.status_code not in (200, 201):
+        raise client.error(response, what)
+    returned = response.headers.get("Docker-Content-Digest")
+    if returned and returned != str(Digest.of_bytes(data)):
+        raise client.error(response, f"{what}: stored under another digest ({returned})")
+    return dict(response.headers)
+
+
+def push_referrer(
+    client: RegistryClient,
+    repository: str,
+    subject: Descriptor,
+    artifact_type: str,
+    blob: bytes,
+    media_type: str,
+    *,
+    annotations: Mapping[str, str] | None = None,
+) -> Descriptor:
+    """Attach ``blob`` (of ``media_type``) to ``subject`` as an artifact of
+    ``artifact_type``; the tag-schema index is updated when the registry lacks the
+    referrers API. Returns the artifact manifest's descriptor."""
+    descriptor, indexed = push_artifact(
+        client,
+        repository,
+        None,
+        artifact_type,
+        blob,
+        media_type,
+        subject=subject,
+        annotations=annotations,
+    )
+    if not indexed:
+        _add_to_tag_index(client, repository, subject.digest, descriptor)
+    return descriptor
+
+
+def _add_to_tag_index(
+    client: RegistryClient, repository: str, subject: Digest, entry: Descriptor
+) -> None:
+    tag = referrers_tag(subject)
+    what = f"reading the referrers index {tag}"
+    response = client.request(
+        "GET",
+        f"/v2/{repository}/manifests/{tag}",
+        what=what,
+        kind="manifest-get",
+        headers={"Accept": media.OCI_INDEX},
+    )
+    entries: list[Descriptor] = []
+    if response.status_code == 200:
+        body = response.content[: _INDEX_LIMIT + 1]
+        response.close()
+        try:
+            entries = list(Index.from_bytes(body, f"{client.host}/{repository}:{tag}").manifests)
+        except InvalidImage:
+            entries = []  # not an index (someone else's tag): replaced, as the spec says
+    elif response.status_code == 404:
+        response.close()
+    else:
+        raise client.error(response, what)
+    if any(item.digest == entry.digest for item in entries):
+        return
+    index = Index((*entries, entry))
+    put_manifest(client, repository, tag, index.to_bytes(), media.OCI_INDEX)

@@ -1,0 +1,257 @@
+"""A real Distribution registry (Debian's ``docker-registry``) on a free loopback port,
+with htpasswd basic auth or behind a token server this module runs, and small images.
+
+The token server is a real HTTP server issuing real RS256 JWTs signed with a key and a
+self-signed certificate made by ``openssl``; the registry verifies them against that
+certificate (its ``auth: token: rootcertbundle``), exactly as it would a production one.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from envpack.oci.image import Image, ImageSpec, assemble
+from envpack.oci.layer import build_layers
+from envpack.oci.tarlayer import TarEntry
+
+USER = "envpack-user"
+PASSWORD = "s3cret-Passw0rd-for-envpack"
+SERVICE = "envpack-test-registry"
+ISSUER = "envpack-test-issuer"
+EPOCH = 1_700_000_000
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed (.ci/setup installs it)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@dataclass
+class TokenServer:
+    """Issues registry tokens to ``USER``/``PASSWORD`` for whatever scope is asked."""
+
+    folder: Path
+    lifetime: float = 300.0
+    """Seconds a token stays valid (the registry adds 60 s of leeway past ``exp``)."""
+    issued: list[str] = field(default_factory=list)
+    refused: int = 0
+
+    def __post_init__(self) -> None:
+        self.key = self.folder / "token.key"
+        self.cert = self.folder / "token.pem"
+        subprocess.run(
+            [tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
+             "-days", "2", "-subj", "/CN=envpack-test-token-issuer",
+             "-keyout", str(self.key), "-out", str(self.cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        der = subprocess.run(
+            [tool("openssl"), "x509", "-in", str(self.cert), "-outform", "DER"],
+            check=True, capture_output=True,
+        ).stdout  # fmt: skip
+        self._x5c = base64.b64encode(der).decode("ascii")
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_GET(self) -> None:
+                expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+                if self.headers.get("Authorization") != expected:
+                    server.refused += 1
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                query = parse_qs(urlsplit(self.path).query)
+                body = json.dumps({"token": server.token(query.get("scope", []))}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self.port}/token"
+
+    def token(self, scopes: list[str]) -> str:
+        access = []
+        for scope in " ".join(scopes).split():
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self._x5c]}
+        claims = {
+            "iss": ISSUER, "sub": USER, "aud": SERVICE, "iat": now - 1, "nbf": now - 1,
+            "exp": now + int(self.lifetime) - 60, "jti": os.urandom(8).hex(), "access": access,
+        }  # fmt: skip
+        signing_input = (
+            f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        )
+        signature = subprocess.run(
+            [tool("openssl"), "dgst", "-sha256", "-sign", str(self.key)],
+            input=signing_input.encode(), check=True, capture_output=True,
+        ).stdout  # fmt: skip
+        token = f"{signing_input}.{_b64url(signature)}"
+        self.issued.append(token)
+        return token
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Registry:
+    """One ``docker-registry`` process with its own config, storage and log."""
+
+    def __init__(self, folder: Path, auth: str) -> None:
+        self.folder = folder
+        self.auth = auth
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.log = folder / "registry.log"
+        self.token_server: TokenServer | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        lines = [
+            "version: 0.1",
+            "log: {level: info, accesslog: {disabled: false}}",
+            f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}}}",
+            f"http: {{addr: '{self.host}', secret: envpack-test-secret}}",
+        ]
+        if auth == "htpasswd":
+            htpasswd = folder / "htpasswd"
+            subprocess.run(
+                [tool("htpasswd"), "-Bbc", str(htpasswd), USER, PASSWORD],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            lines.append(f"auth: {{htpasswd: {{realm: envpack-test, path: {htpasswd}}}}}")
+        elif auth == "token":
+            self.token_server = TokenServer(folder)
+            lines.append(
+                f"auth: {{token: {{realm: '{self.token_server.realm}', service: {SERVICE}, "
+                f"issuer: {ISSUER}, rootcertbundle: {self.token_server.cert}}}}}"
+            )
+        self.config = folder / "config.yml"
+        self.config.write_text("\n".join(lines) + "\n")
+        self.start()
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [tool("docker-registry"), "serve", str(self.config)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"docker-registry exited: {self.log.read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2)
+                return
+            except urllib.error.HTTPError:
+                return  # 401: up, and asking for credentials
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("docker-registry did not answer within 60 s")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def requests_logged(self, method: str, needle: str) -> int:
+        """Access-log lines of ``method`` requests whose path holds ``needle``."""
+        return sum(
+            1 for line in self.log_text().splitlines() if f'"{method} ' in line and needle in line
+        )
+
+    def close(self) -> None:
+        self.kill()
+        if self.token_server is not None:
+            self.token_server.close()
+
+
+@contextlib.contextmanager
+def running_registry(folder: Path, auth: str) -> Iterator[Registry]:
+    registry = Registry(folder, auth)
+    try:
+        yield registry
+    finally:
+        registry.close()
+
+
+def _data(seed: str, size: int) -> bytes:
+    """``size`` incompressible bytes, the same for the same seed."""
+    return random.Random(seed).randbytes(size)  # noqa: S311 - test data, not a secret
+
+
+def _opener(data: bytes) -> Callable[[], BinaryIO]:
+    return lambda: io.BytesIO(data)
+
+
+def make_image(
+    blob_dir: Path, *, seed: str = "a", sizes: tuple[int, ...] = (200_000, 50_000)
+) -> Image:
+    """An image of one small file per layer (``/data/<n>.bin``), plus ``/etc/envpack-seed``."""
+    blob_dir.mkdir(parents=True, exist_ok=True)
+    groups: list[list[TarEntry]] = []
+    for number, size in enumerate(sizes):
+        payload = _data(f"{seed}-{number}", size)
+        groups.append([
+            TarEntry("/data", "dir", 0o755, mtime=EPOCH),
+            TarEntry(f"/data/{number}.bin", "file", 0o644, mtime=EPOCH, size=size,
+                     open=_opener(payload)),
+        ])  # fmt: skip
+    seed_bytes = seed.encode()
+    groups.append([
+        TarEntry("/etc", "dir", 0o755, mtime=EPOCH),
+        TarEntry("/etc/envpack-seed", "file", 0o644, mtime=EPOCH, size=len(seed_bytes),
+                 open=_opener(seed_bytes)),
+    ])  # fmt: skip
+    layers = build_layers(groups, blob_dir, level=1)
+    spec = ImageSpec(cmd=("/bin/true",), created=EPOCH, labels={"io.envpack.test": seed})
+    return assemble(spec, layers)
