@@ -146,6 +146,7 @@ class Registry:
     """One ``docker-registry`` process with its own config, storage and log."""
 
     def __init__(self, folder: Path, auth: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.auth = auth
         self.port = free_port()

@@ -247,12 +247,12 @@ def _reason(err: Exception) -> str:
     """A short cause of a connection failure, without the URL requests puts in its text."""
     cause: BaseException | None = err
     while cause is not None:
-        if isinstance(cause, (ConnectionResetError, ConnectionRefusedError, BrokenPipeError)):
-            return {
-                ConnectionResetError: "connection reset",
-                ConnectionRefusedError: "connection refused",
-                BrokenPipeError: "connection closed while sending",
-            }[type(cause)]
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, BrokenPipeError):
+            return "connection closed while sending"
+        if isinstance(cause, ConnectionResetError):  # RemoteDisconnected is one too
+            return "connection reset"
         cause = cause.__cause__ or cause.__context__
     if isinstance(err, requests.Timeout):
         return "timed out"

@@ -1,0 +1,66 @@
+"""`envpack build --push`: a real capture built and pushed with no daemon, pulled back by
+Docker Engine with the same digest, and run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from regserver import PASSWORD, USER, running_registry, tool
+
+from realenv import run_envpack
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("auth", ["htpasswd", "token"])
+def test_build_push_pulls_back_and_runs(
+    auth: str, dev_venv: Path, tmp_path: Path, clean_env: dict[str, str], docker_client: Any
+) -> None:
+    env = {**clean_env, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    (tmp_path / "docker-config").mkdir()
+    env["DOCKER_CONFIG"] = str(tmp_path / "docker-config")
+    manifest = tmp_path / "dev.json"
+    done = run_envpack("capture", "-q", "--python", str(dev_venv), "-o", str(manifest), env=env,
+                       timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with running_registry(tmp_path / "registry", auth) as registry:
+        repo = "registry-envpack/built"
+        ref = f"{registry.host}/{repo}:1"
+        report = tmp_path / "report.json"
+        built = run_envpack(
+            "build", str(manifest), "--push", ref, "--username", USER, "--password-stdin",
+            "--report", str(report), input=PASSWORD, env=env, timeout=1500,
+        )  # fmt: skip
+        assert built.returncode == 0, built.stderr
+        digest = json.loads(report.read_text())["image_digest"]
+        assert f"pushed {ref}@{digest}" in built.stderr
+        assert json.loads(report.read_text())["published"].startswith(f"pushed {ref}@{digest}")
+        assert not list(tmp_path.glob(".envpack-load-*")), "workspace left behind"
+        assert PASSWORD not in built.stderr
+
+        inspected = subprocess.run(
+            [tool("skopeo"), "inspect", "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}",
+             f"docker://{ref}"],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        assert json.loads(inspected)["Digest"] == digest
+
+        pulled = docker_client.images.pull(
+            f"{registry.host}/{repo}", tag="1", auth_config={"username": USER, "password": PASSWORD}
+        )
+        try:
+            assert f"{registry.host}/{repo}@{digest}" in pulled.attrs["RepoDigests"]
+            output = docker_client.containers.run(
+                f"{registry.host}/{repo}:1",
+                command=["-c", "import six, sys; print(six.__version__, sys.version_info[:2])"],
+                network_mode="none",
+                remove=True,
+            )
+            assert output.decode().strip() == "1.16.0 (3, 11)"
+        finally:
+            docker_client.images.remove(f"{registry.host}/{repo}:1", force=True)
