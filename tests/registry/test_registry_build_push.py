@@ -32,15 +32,17 @@ def test_build_push_pulls_back_and_runs(
         repo = "registry-envpack/built"
         ref = f"{registry.host}/{repo}:1"
         report = tmp_path / "report.json"
+        work = tmp_path / "work"  # no -o: the build's workspace sits in the working folder
+        work.mkdir()
         built = run_envpack(
             "build", str(manifest), "--push", ref, "--username", USER, "--password-stdin",
-            "--report", str(report), input=PASSWORD, env=env, timeout=1500,
+            "--report", str(report), input=PASSWORD, env=env, timeout=1500, cwd=work,
         )  # fmt: skip
         assert built.returncode == 0, built.stderr
         digest = json.loads(report.read_text())["image_digest"]
         assert f"pushed {ref}@{digest}" in built.stderr
         assert json.loads(report.read_text())["published"].startswith(f"pushed {ref}@{digest}")
-        assert not list(tmp_path.glob(".envpack-load-*")), "workspace left behind"
+        assert list(work.iterdir()) == [], "the workspace was left behind"
         assert PASSWORD not in built.stderr
 
         inspected = subprocess.run(
