@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
+import re
 import shutil
 import stat
 import tempfile
@@ -61,6 +63,7 @@ _KIND_BITS = {
     "fifo": stat.S_IFIFO,
 }
 _COPY_CHUNK = 8 << 20
+_PYTHON_NAME = re.compile(r"^(python|pypy)(\d+(\.\d+)?)?$")
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -170,6 +173,27 @@ class ImageSource(Source):
                 name, _, value = item.partition("=")
                 env[name] = value
         return env
+
+    def default_pythons(self) -> tuple[str, ...]:
+        """The interpreter a container of this image runs: the entrypoint (or command)
+        when it is a Python, else ``$VIRTUAL_ENV/bin/python``, else ``python3`` on the
+        image's PATH; empty when none is there (the standard places are looked at)."""
+        inner = self.blobs.config.get("config")
+        inner = inner if isinstance(inner, dict) else {}
+        candidates: list[str] = []
+        for key in ("Entrypoint", "Cmd"):
+            argv = inner.get(key)
+            if isinstance(argv, list) and argv and isinstance(argv[0], str):
+                if _PYTHON_NAME.match(posixpath.basename(argv[0])) and argv[0].startswith("/"):
+                    candidates.append(argv[0])
+                break  # the command is only run when there is no entrypoint
+        venv = self.environ.get("VIRTUAL_ENV", "")
+        if venv.startswith("/"):
+            candidates.append(posixpath.join(venv, "bin", "python"))
+        path = self.environ.get("PATH", "").split(":")
+        candidates.extend(posixpath.join(f, "python3") for f in path if f.startswith("/"))
+        found = [c for c in candidates if self.is_file(c)]  # is_file: never raises
+        return (posixpath.normpath(found[0]),) if found else ()
 
     def load_issues(self) -> list[tuple[str, str]]:
         """``(path, reason)`` for each entry of the image neutralised or refused."""

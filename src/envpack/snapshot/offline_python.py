@@ -69,7 +69,8 @@ def probe(ctx: CaptureContext) -> None:
                 keys.append(key)
     else:
         # A dangling default (a link to a host path the root lacks) is reported, not skipped.
-        keys = [path for path in DEFAULT_PYTHONS if _present(source, path)]
+        defaults = source.default_pythons() or DEFAULT_PYTHONS
+        keys = [path for path in defaults if _present(source, path)]
         if not keys:
             ctx.issue(
                 SECTION,

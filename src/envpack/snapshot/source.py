@@ -260,6 +260,11 @@ class Source:
             self._root_dir = RootDir(self.root)
         return self._root_dir
 
+    def default_pythons(self) -> tuple[str, ...]:
+        """The interpreter an offline capture describes when no ``--python`` is given;
+        empty: the standard places (``/usr/local/bin/python3``, ``/usr/bin/python3``)."""
+        return ()
+
     def load_issues(self) -> list[tuple[str, str]]:
         """``(path, reason)`` for what the source itself refused or changed while being
         opened (an image's hostile entries); capture records them as issues."""
