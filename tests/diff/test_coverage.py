@@ -140,3 +140,11 @@ def test_real_only_capture_against_a_wider_one_is_not_drift(tmp_path: Path) -> N
     )
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "system_packages not captured in narrow" in " ".join(shown.stdout.split())
+
+
+def test_sections_both_sides_left_out_alike_give_no_row() -> None:
+    sections = {k: v for k, v in dev_sections().items() if k in ("python_packages", "app")}
+    skipped = {n: "not_captured" for n in SECTIONS if n not in ("python_packages", "app")}
+    a = _with_coverage(make("a", sections), **skipped)
+    b = _with_coverage(make("b", sections), **skipped)
+    assert compare(a, b).changes == []

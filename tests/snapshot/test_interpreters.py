@@ -305,7 +305,7 @@ def _script(path: Path, body: str) -> Path:
 
 
 @pytest.mark.slow
-def test_hanging_interpreter_is_killed_and_becomes_an_issue(
+def test_hanging_interpreter_is_killed_and_the_capture_refused(
     tmp_path: Path, clean_env: dict[str, str]
 ) -> None:
     pid_file = tmp_path / "pid"
@@ -319,15 +319,14 @@ def test_hanging_interpreter_is_killed_and_becomes_an_issue(
         "-q", env=env, timeout=60,
     )  # fmt: skip
     elapsed = time.monotonic() - started
-    assert result.returncode == 0, result.stderr
+    # A named interpreter that cannot be described: exit 2, one line, no manifest.
+    assert result.returncode == 2, result.stderr
     assert elapsed < 15
-    manifest = loads(result.stdout)
-    assert [(i.probe, i.path) for i in manifest.issues] == [("interpreters", str(hang))]
-    assert "did not answer within 1 s" in manifest.issues[0].reason
-    section = manifest.section("interpreters")
-    # No half-known component for the hung one; the next interpreter is still described.
-    assert list(section) == [str(good)]
-    assert section[str(good)]["primary"] is False
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        f"envpack: error: --python {hang}: did not answer within 1 s (hung?); "
+        "killed its process group"
+    )
     # The whole process group (sh and its sleep) is gone, once init has reaped the orphan.
     group = int(pid_file.read_text())
     assert _group_gone(group, within=10.0)
@@ -347,39 +346,34 @@ def _group_gone(group: int, *, within: float) -> bool:
 def test_hang_in_process_with_a_short_timeout(tmp_path: Path) -> None:
     hang = _script(tmp_path / "hang", "sleep 600\n")
     started = time.monotonic()
-    manifest = _capture(
-        CaptureOptions(pythons=(str(hang),), only=frozenset({"interpreters"}),
-                       interpreter_timeout=0.5),
-        _clean_env(),
-    )  # fmt: skip
+    options = CaptureOptions(
+        pythons=(str(hang),), only=frozenset({"interpreters"}), interpreter_timeout=0.5
+    )
+    with pytest.raises(UsageError, match=r"did not answer within 0\.5 s"):
+        _capture(options, _clean_env())
     assert time.monotonic() - started < 10
-    assert manifest.section("interpreters") == {}
-    assert len(manifest.issues) == 1
-    assert "did not answer within 0.5 s" in manifest.issues[0].reason
 
 
-def test_crashing_interpreters_become_issues(tmp_path: Path) -> None:
+def test_crashing_interpreters_are_refused_with_the_reason(tmp_path: Path) -> None:
+    """Each one named with --python: the capture stops with one line (exit 2 at the CLI)."""
     segv = _script(tmp_path / "segv", "kill -SEGV $$\n")
     failing = _script(tmp_path / "failing", "echo 'python: cannot start' >&2\nexit 3\n")
     chatty = _script(tmp_path / "chatty", "echo 'I am not Python'\n")
     garbled = _script(tmp_path / "garbled", "echo '@@envpack-interpreter-probe@@'; echo '{'\n")
     not_exec = tmp_path / "not-exec"
     not_exec.write_text("#!/bin/sh\n")
-    pythons = (segv, failing, chatty, garbled, not_exec)
-    manifest = _capture(
-        CaptureOptions(pythons=tuple(map(str, pythons)), only=frozenset({"interpreters"})),
-        _clean_env(),
-    )
-    assert manifest.section("interpreters") == {}
-    reasons = {issue.path: issue.reason for issue in manifest.issues}
-    assert reasons == {
-        str(segv): f"crashed: killed by signal {signal.SIGSEGV.name}",
-        str(failing): "exited with status 3: python: cannot start",
-        str(chatty): "gave no answer (not a Python interpreter?)",
-        str(garbled): reasons[str(garbled)],
-        str(not_exec): "cannot run: Permission denied",
+    expected = {
+        segv: f"crashed: killed by signal {signal.SIGSEGV.name}",
+        failing: "exited with status 3: python: cannot start",
+        chatty: "gave no answer (not a Python interpreter?)",
+        garbled: "gave an unreadable answer",
+        not_exec: "cannot run: Permission denied",
     }
-    assert reasons[str(garbled)].startswith("gave an unreadable answer")
+    for python, reason in expected.items():
+        options = CaptureOptions(pythons=(str(python),), only=frozenset({"interpreters"}))
+        with pytest.raises(UsageError) as refused:
+            _capture(options, _clean_env())
+        assert str(refused.value).startswith(f"--python {python}: {reason}")
 
 
 @pytest.mark.slow

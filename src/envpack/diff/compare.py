@@ -128,10 +128,13 @@ def _coverage_row(
 ) -> Change | None:
     """The one info row for a section that one side (or both) did not capture.
 
-    None when nothing can hide behind it: no side skipped the section by choice and
-    neither side holds an entry (``app``, which no probe records, against an older
-    manifest that counts it as captured).
+    None when both sides left it out alike (two ``--only`` captures of the same sections
+    differ in nothing), or when nothing can hide behind it: no side skipped the section
+    by choice and neither side holds an entry (``app``, which no probe records, against
+    an older manifest that counts it as captured).
     """
+    if coverage[0] == coverage[1]:
+        return None
     if NOT_CAPTURED not in coverage and not a.section(section) and not b.section(section):
         return None
     missing = [m.name for m, state in zip((a, b), coverage) if state != CAPTURED]

@@ -46,6 +46,7 @@ config_files       secret key's fingerprint differs             major
 config_files       hash/size when keys are compared one by one  info
 env                proxy vars, PYTHONPATH/HOME, LD_* loader     major
 env                secret value's fingerprint differs           major
+env                shell, terminal, session vars (_SESSION_VARS) info
 env                any other variable added/removed/changed     minor
 network            DNS nameservers, search domains, proxies     major
 network            MTU, routes, listening ports, addresses …    minor
@@ -68,12 +69,37 @@ from envpack.diff.model import ChangeKind, Severity
 from envpack.diff.versions import VersionDelta
 from envpack.redact import FINGERPRINT_PREFIX
 
-__all__ = ["SECRET_PREFIX", "grade", "is_secret"]
+__all__ = ["SECRET_PREFIX", "grade", "is_secret", "is_session_variable"]
 
 SECRET_PREFIX = FINGERPRINT_PREFIX
 """How the redactor records a secret: equal secrets give equal fingerprints."""
 
 _PROXY_VARS = {"http_proxy", "https_proxy", "no_proxy", "all_proxy", "ftp_proxy"}
+# Variables that say where and how the capture was started, not what the environment is:
+# the shell's own bookkeeping (the folder it ran in, nesting depth, last command), the
+# terminal (its type and size, a multiplexer, an X or Wayland display) and the login
+# session (SSH peer and agent, systemd/logind session, D-Bus bus). Two captures of one
+# venv from two folders, or over SSH and from a console, differ only in these. Left out
+# on purpose: HOME, USER, LOGNAME (another user), LANG/LC_* and TZ (programs behave
+# differently), TERMINFO (where curses programs find terminal definitions), PATH.
+_SESSION_VARS = frozenset(
+    {
+        "PWD", "OLDPWD", "SHLVL", "_",
+        "TERM", "COLORTERM", "COLUMNS", "LINES", "LS_COLORS", "WINDOWID", "VTE_VERSION",
+        "TERM_PROGRAM", "TERM_PROGRAM_VERSION", "TERM_SESSION_ID",
+        "TMUX", "TMUX_PANE", "STY", "WINDOW", "DISPLAY", "WAYLAND_DISPLAY", "GPG_TTY",
+        "XDG_RUNTIME_DIR", "XDG_SEAT", "XDG_VTNR", "DBUS_SESSION_BUS_ADDRESS",
+        "INVOCATION_ID", "JOURNAL_STREAM", "MOTD_SHOWN",
+    }
+)  # fmt: skip
+_SESSION_PREFIXES = ("SSH_", "XDG_SESSION_")
+
+
+def is_session_variable(name: str) -> bool:
+    """Whether ``name`` is a shell, terminal or session variable (info by default)."""
+    return name in _SESSION_VARS or name.startswith(_SESSION_PREFIXES)
+
+
 _LOADER_VARS = {"pythonpath", "pythonhome", "ld_library_path", "ld_preload"}
 # Facts that follow from where the interpreter lives or from its version (already graded).
 _INTERP_INFO_FIELDS = (
@@ -374,6 +400,15 @@ def _grade_config_files(c: Graded) -> tuple[Severity, str]:
 
 def _grade_env(c: Graded) -> tuple[Severity, str]:
     key, field, before, after, kind = c.key, c.field, c.before, c.after, c.kind
+    if is_session_variable(key):
+        if field is None:
+            what = "is set only here" if kind is ChangeKind.ADDED else "is not set"
+        else:
+            what = _arrow(before, after)
+        return Severity.INFO, (
+            f"environment variable {key} {what}: shell, terminal or session state, "
+            "not the environment"
+        )
     lower = key.lower()
     severity = Severity.MAJOR if lower in _PROXY_VARS | _LOADER_VARS else Severity.MINOR
     why = ""

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import posixpath
+import re
 import signal
 import stat
 import subprocess
@@ -103,8 +104,25 @@ def _inspect(fd: int, path: str) -> tuple[ElfInfo | None, str | None]:
     return None, None
 
 
-def _version(path: str) -> str | None:
-    """First line of ``path --version``; ``None`` on failure or after the time box."""
+# What a version looks like in the first line of ``X --version``: a number standing on
+# its own ("gzip 1.12", "v1.36.1", "less 590", "xxd 2022-01-14"), in a line that is not
+# an error or usage message ("dash: 0: Illegal option --", "usage: ssh [-46AaC…]").
+_VERSION_NUMBER = re.compile(r"(?<![\w.])v?\d+(?:[.-]\d+)*(?![\w])")
+_NOT_A_VERSION = re.compile(
+    r"\b(?:error|illegal|invalid|unknown|unrecogni[sz]ed|usage|not found|cannot|can't|"
+    r"no such|failed|denied|missing)\b",
+    re.IGNORECASE,
+)
+
+
+def looks_like_version(line: str) -> bool:
+    """Whether ``line`` (the first line of ``X --version``) states a version."""
+    return _VERSION_NUMBER.search(line) is not None and _NOT_A_VERSION.search(line) is None
+
+
+def _version(path: str) -> tuple[str | None, str | None]:
+    """``(version, problem)`` from ``path --version``: the first line of its output when
+    it exits 0 and the line looks like a version; else ``None`` and why not."""
     try:
         proc = subprocess.Popen(
             [path, "--version"],
@@ -113,8 +131,8 @@ def _version(path: str) -> str | None:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # no access to our terminal; its group killed as one
         )
-    except OSError:
-        return None
+    except OSError as err:
+        return None, f"--version could not run: {err.strerror or err}"
     try:
         out, _ = proc.communicate(timeout=_VERSION_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -127,11 +145,17 @@ def _version(path: str) -> str | None:
                 proc.stdout.close()
             proc.kill()
             proc.wait()
-        return None
-    for line in out.decode("utf-8", "replace").splitlines():
-        if line.strip():
-            return line.strip()[:200]
-    return None
+        return None, f"--version did not finish within {_VERSION_TIMEOUT:g} s"
+    line = next(
+        (ln.strip()[:200] for ln in out.decode("utf-8", "replace").splitlines() if ln.strip()),
+        "",
+    )
+    if proc.returncode != 0:
+        said = f": {line}" if line else ""
+        return None, f"--version failed (exit status {proc.returncode}){said}"
+    if not looks_like_version(line):
+        return None, f"--version printed no version: {line or '(nothing)'}"
+    return line, None
 
 
 def _targets(ctx: CaptureContext) -> dict[str, tuple[str, os.stat_result]]:
@@ -252,6 +276,8 @@ def _add_versions(ctx: CaptureContext, components: dict[str, dict[str, Any]]) ->
     keys = sorted(components)
     with ThreadPoolExecutor(max_workers=_VERSION_WORKERS) as pool:
         versions = list(pool.map(lambda k: _version(components[k]["path"]), keys))
-    for key, version in zip(keys, versions):
+    for key, (version, problem) in zip(keys, versions):
         # A tool's output is captured text like any other: a wrapper may print its config.
         components[key]["version"] = None if version is None else ctx.redactor.text(version)
+        if problem is not None:
+            ctx.issue(SECTION, components[key]["path"], problem)

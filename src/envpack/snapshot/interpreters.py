@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -69,6 +70,8 @@ class Interpreter:
 
     key: str
     primary: bool
+    named: str | None = None
+    """The ``--python`` value that named it; ``None`` for the default interpreter."""
 
 
 def probe(ctx: CaptureContext) -> None:
@@ -86,6 +89,10 @@ def probe(ctx: CaptureContext) -> None:
                 interpreter.key, ctx.source.environ, timeout=ctx.options.interpreter_timeout
             )
         except ProbeFailed as err:
+            if interpreter.named is not None:
+                # The user named it: a capture without it answers another question. Stop
+                # here (exit 2) rather than write "0 interpreters; 1 issues" and exit 0.
+                raise UsageError(f"--python {interpreter.named}: {err}") from None
             ctx.issue(SECTION, escape(interpreter.key), str(err))
             continue
         component["primary"] = interpreter.primary
@@ -112,12 +119,10 @@ def timeout_from_environ(environ: Mapping[str, str], default: float) -> float:
 def _selected(ctx: CaptureContext) -> list[Interpreter]:
     environ = ctx.source.environ
     if ctx.options.pythons:
-        keys: list[str] = []
+        named: dict[str, str] = {}
         for arg in ctx.options.pythons:
-            key = resolve_python_arg(arg, environ)
-            if key not in keys:
-                keys.append(key)
-        return [Interpreter(key, index == 0) for index, key in enumerate(keys)]
+            named.setdefault(resolve_python_arg(arg, environ), arg)
+        return [Interpreter(key, index == 0, arg) for index, (key, arg) in enumerate(named.items())]
     found = default_interpreter(environ)
     if found is None:
         ctx.issue(
@@ -133,13 +138,18 @@ def _selected(ctx: CaptureContext) -> list[Interpreter]:
 def resolve_python_arg(arg: str, environ: Mapping[str, str]) -> str:
     """The absolute executable path for a ``--python`` value, or :class:`UsageError`.
 
-    A value with a slash is a path (relative to the working folder); a virtualenv folder
-    stands for its ``bin/python``; a bare name is looked up on the source's PATH.
+    As a shell runs a command: a value with a slash is a path (relative to the working
+    folder), a bare name is looked up on the source's PATH. A virtualenv folder stands for
+    its ``bin/python``, also a bare one (``--python venv``) that no PATH entry provides:
+    a folder is never a command, so naming one is not ambiguous.
     """
     if "/" not in arg:
         found = shutil.which(arg, path=environ.get("PATH", os.defpath))
+        if found is None and os.path.isfile(os.path.join(arg, "bin", "python")):
+            return os.path.abspath(os.path.join(arg, "bin", "python"))
         if found is None:
-            raise UsageError(f"--python {arg}: not found on PATH")
+            hint = f" (a file here: give ./{arg})" if os.path.isfile(arg) else ""
+            raise UsageError(f"--python {arg}: not found on PATH{hint}")
         return os.path.abspath(found)
     path = os.path.abspath(arg)
     if os.path.isdir(path):
@@ -234,10 +244,22 @@ def _signal_name(number: int) -> str:
         return str(number)
 
 
+# A line that states the error: "ModuleNotFoundError: No module named 'encodings'",
+# "Fatal Python error: ...", "OSError: [Errno 2] ...". Python's fatal errors end with
+# "Current thread ... (most recent call first):" and "<no Python frame>", which say nothing.
+_ERROR_LINE = re.compile(r"^(?:Fatal Python error:|[A-Za-z_][\w.]*(?:Error|Exception|Exit)\b)")
+
+
 def _last_line(stderr: bytes) -> str:
+    """``": <the useful line>"`` of what a failed interpreter wrote, or ``""``.
+
+    The last line that states an error, else the last line at all.
+    """
     lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines()]
     lines = [line for line in lines if line]
-    return f": {lines[-1][:300]}" if lines else ""
+    errors = [line for line in lines if _ERROR_LINE.match(line)]
+    chosen = errors[-1] if errors else lines[-1] if lines else ""
+    return f": {chosen[:300]}" if chosen else ""
 
 
 _FIELDS = (
