@@ -23,7 +23,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-__all__ = ["STATES", "dpkg_available", "finish", "make_root"]
+__all__ = ["STATES", "build_deb", "dpkg_available", "finish", "make_root", "run_dpkg"]
 
 STATES = {
     "ep-plain": "installed",
@@ -39,7 +39,7 @@ def dpkg_available() -> bool:
     return shutil.which("dpkg") is not None and shutil.which("dpkg-deb") is not None
 
 
-def _deb(work: Path, name: str, files: dict[str, str], **control: str) -> Path:
+def build_deb(work: Path, name: str, files: dict[str, str], **control: str) -> Path:
     tree = work / name
     (tree / "DEBIAN").mkdir(parents=True)
     fields = {
@@ -70,7 +70,7 @@ def _deb(work: Path, name: str, files: dict[str, str], **control: str) -> Path:
     return out
 
 
-def _dpkg(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_dpkg(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     command = [
         "dpkg",
         f"--root={root}",
@@ -99,31 +99,35 @@ def make_root(work: Path) -> Path:
     debs = work / "debs"
     debs.mkdir()
     fail = '#!/bin/sh\nif [ -e "$DPKG_ROOT/etc/ep-fail" ]; then exit 1; fi\nexit 0\n'
-    plain = _deb(debs, "ep-plain", {"/usr/share/ep-plain/README": "plain\n"})
-    unpacked = _deb(debs, "ep-unpacked", {"/usr/share/ep-unpacked/README": "u\n"})
-    halfconf = _deb(debs, "ep-halfconf", {"/usr/share/ep-halfconf/README": "h\n"}, postinst=fail)
-    watch = _deb(
+    plain = build_deb(debs, "ep-plain", {"/usr/share/ep-plain/README": "plain\n"})
+    unpacked = build_deb(debs, "ep-unpacked", {"/usr/share/ep-unpacked/README": "u\n"})
+    halfconf = build_deb(
+        debs, "ep-halfconf", {"/usr/share/ep-halfconf/README": "h\n"}, postinst=fail
+    )
+    watch = build_deb(
         debs,
         "ep-trigwatch",
         {"/usr/share/ep-trigwatch/README": "w\n"},
         triggers="interest /usr/share/ep-trig\n",
         postinst="#!/bin/sh\nexit 0\n",
     )
-    trigger = _deb(debs, "ep-trigger", {"/usr/share/ep-trig/data": "t\n"})
-    gone = _deb(debs, "ep-gone", {"/etc/ep-gone.conf": "k = v\n"}, conffiles="/etc/ep-gone.conf\n")
-    _dpkg(root, "--install", str(plain), str(watch), str(gone))
-    _dpkg(root, "--remove", "ep-gone")
-    _dpkg(root, "--unpack", str(unpacked))
+    trigger = build_deb(debs, "ep-trigger", {"/usr/share/ep-trig/data": "t\n"})
+    gone = build_deb(
+        debs, "ep-gone", {"/etc/ep-gone.conf": "k = v\n"}, conffiles="/etc/ep-gone.conf\n"
+    )
+    run_dpkg(root, "--install", str(plain), str(watch), str(gone))
+    run_dpkg(root, "--remove", "ep-gone")
+    run_dpkg(root, "--unpack", str(unpacked))
     (root / "etc/ep-fail").write_text("")
-    failed = _dpkg(root, "--install", str(halfconf), check=False)
+    failed = run_dpkg(root, "--install", str(halfconf), check=False)
     assert failed.returncode != 0, "the failing postinst should have failed"
-    _dpkg(root, "--no-triggers", "--install", str(trigger))
+    run_dpkg(root, "--no-triggers", "--install", str(trigger))
     return root
 
 
 def finish(root: Path) -> None:
     """What apt does at the end of a run: configure what is pending, run the triggers."""
     (root / "etc/ep-fail").unlink()
-    _dpkg(root, "--configure", "--pending")
-    _dpkg(root, "--triggers-only", "--pending")
-    _dpkg(root, "--configure", "--pending")
+    run_dpkg(root, "--configure", "--pending")
+    run_dpkg(root, "--triggers-only", "--pending")
+    run_dpkg(root, "--configure", "--pending")

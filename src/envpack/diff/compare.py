@@ -12,6 +12,9 @@ Special cases:
   with each other under the key ``primary`` even when their paths differ.
 * ``python_packages`` / ``interpreters`` — ``version`` graded with PEP 440;
   ``system_packages`` — ``version`` ordered by the component's ``manager`` (dpkg, rpm, apk).
+* ``system_packages`` — a package whose key gained or lost ``:arch``, ``@manager`` or
+  ``=version`` (another package of its name came or went) is matched by name, manager
+  and architecture, not called removed.
 * ``libraries`` — keys are sonames; a removed ``libssl.so.1.1`` and an added
   ``libssl.so.3`` (same stem ``libssl.so``) become one ``soname`` change under the key
   ``libssl.so``: an ABI break when the major differs.
@@ -115,6 +118,8 @@ def compare_sections(a: Manifest, b: Manifest) -> Iterator[Change]:
             found = _interpreters(sa, sb)
         elif name == "libraries":
             found = _libraries(sa, sb, b)
+        elif name == "system_packages":
+            found = _system_packages(sa, sb)
         else:
             found = list(_keyed(name, sa, sb))
         found.sort(key=_order)
@@ -280,6 +285,61 @@ def _interpreters(sa: Section, sb: Section) -> list[Change]:
     rest_a = {k: v for k, v in sa.items() if k != pa}
     rest_b = {k: v for k, v in sb.items() if k != pb}
     found.extend(_keyed("interpreters", rest_a, rest_b))
+    return found
+
+
+# --- system packages ---------------------------------------------------------------------
+
+
+def _package_identity(component: Component) -> tuple[str, str, str]:
+    arch = component.get("architecture")
+    return (str(component.get("name")), str(component.get("manager")), str(arch or ""))
+
+
+def _system_packages(sa: Section, sb: Section) -> list[Change]:
+    """Keyed changes, with a package whose *key* changed matched by what it is.
+
+    A key gets ``:arch``, ``@manager`` or ``=version`` only while two installed packages
+    share the name, so installing ``libc6:i386`` turns ``libc6`` into ``libc6:amd64``, and
+    an rpm upgrade caught half-way (both versions installed for a moment) turns ``bash``
+    into ``bash=5.1.8-6`` and ``bash=5.1.8-9``. Matched by name, manager and architecture
+    (the same version first), such a package is compared field by field under its
+    baseline key, not called removed.
+    """
+    found: list[Change] = []
+    removed: list[str] = []
+    added: dict[tuple[str, str, str], list[str]] = {}
+    for change in _keyed("system_packages", sa, sb):
+        if change.field is None and change.kind is ChangeKind.REMOVED:
+            removed.append(change.key)
+        elif change.field is None and change.kind is ChangeKind.ADDED:
+            added.setdefault(_package_identity(sb[change.key]), []).append(change.key)
+        else:
+            found.append(change)
+    # Same identity and version first (only the key changed), then a lone candidate.
+    left: list[str] = []
+    for key in removed:
+        candidates = added.get(_package_identity(sa[key]), [])
+        same = [k for k in candidates if sb[k].get("version") == sa[key].get("version")]
+        if same:
+            candidates.remove(same[0])
+            found.extend(_fields("system_packages", key, sa[key], sb[same[0]]))
+        else:
+            left.append(key)
+    present = {_package_identity(c): k for k, c in sorted(sb.items(), reverse=True)}
+    for key in left:
+        identity = _package_identity(sa[key])
+        candidates = added.get(identity, [])
+        if len(candidates) == 1:
+            found.extend(_fields("system_packages", key, sa[key], sb[candidates.pop()]))
+        elif not candidates and identity in present:
+            # Another version of it is still installed (the end of an rpm upgrade, or a
+            # key that lost its "=version"): a version change, not a removal.
+            found.extend(_fields("system_packages", key, sa[key], sb[present[identity]]))
+        else:
+            found.append(_whole("system_packages", key, sa[key], None))
+    for keys in added.values():
+        found.extend(_whole("system_packages", k, None, sb[k]) for k in keys)
     return found
 
 
