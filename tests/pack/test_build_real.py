@@ -33,7 +33,7 @@ from build_envs import (
     write_app,
 )
 
-from realenv import REPO, pyenv_python
+from realenv import REPO, pyenv_python, run_envpack
 
 # Making the environments (pip from the index) and a cold build take minutes on a loaded
 # 2-core machine: well past the suite's 300 s default.
@@ -309,6 +309,10 @@ def test_layout_read_by_skopeo_and_umoci(
     rootfs = bundle / "rootfs"
     assert (rootfs / str(env311.python).lstrip("/")).exists()
     assert (rootfs / ".envpack" / "manifest.json").read_bytes() == env311.manifest.read_bytes()
+    # The image's SBOM is `envpack sbom` of its manifest, dated SOURCE_DATE_EPOCH.
+    sbom = run_envpack("sbom", str(env311.manifest), env=_env())
+    assert sbom.returncode == 0, sbom.stderr
+    assert (rootfs / ".envpack" / "sbom.cdx.json").read_text() == sbom.stdout
     assert (rootfs / "srv" / "app" / "app.py").is_file()
 
 

@@ -33,6 +33,7 @@ from envpack.snapshot.source import Source
 __all__ = [
     "MANIFEST_LABEL",
     "MANIFEST_PATH",
+    "SBOM_PATH",
     "BuildOptions",
     "BuildReport",
     "LayerReport",
@@ -48,6 +49,8 @@ Progress = Callable[[str, int, int], None]
 ``compressing`` and ``writing`` (bytes of file content)."""
 
 MANIFEST_PATH = "/.envpack/manifest.json"
+SBOM_PATH = "/.envpack/sbom.cdx.json"
+"""The image's CycloneDX SBOM (:func:`envpack.sbom.render_sbom`), dated SOURCE_DATE_EPOCH."""
 MANIFEST_LABEL = "io.envpack.manifest.digest"
 _MANIFEST_GROUP = "envpack"
 
@@ -222,9 +225,9 @@ def _source(manifest: Manifest, root: Path | None, origin: str) -> Source:
     return Source.live()
 
 
-def _manifest_file(data: bytes, epoch: int) -> PlannedFile:
+def _manifest_file(data: bytes, epoch: int, path: str = MANIFEST_PATH) -> PlannedFile:
     entry = TarEntry(
-        path=MANIFEST_PATH,
+        path=path,
         kind="file",
         mode=0o644,
         mtime=epoch,
@@ -294,8 +297,11 @@ def build(
             use_cache=options.use_cache,
         ),
     )
-    files = [f for f in plan.files if f.entry.path != MANIFEST_PATH]
+    files = [f for f in plan.files if f.entry.path not in (MANIFEST_PATH, SBOM_PATH)]
     files.append(_manifest_file(raw, options.source_date_epoch))
+    files.append(
+        _manifest_file(_sbom(manifest, raw, options), options.source_date_epoch, SBOM_PATH)
+    )
     groups = group_files(files)
     # Without -o (only --load or --push) the workspace sits in the working folder.
     anchor = out if out is not None else Path("envpack-load")
@@ -315,6 +321,15 @@ def build(
         manifest_digest=plan.manifest_digest or f"sha256:{hashlib.sha256(raw).hexdigest()}",
         seconds=time.monotonic() - started,
     )
+
+
+def _sbom(manifest: Manifest, raw: bytes, options: BuildOptions) -> bytes:
+    """The image's SBOM, dated like its files (the build's SOURCE_DATE_EPOCH)."""
+    from envpack.sbom import image_sbom
+    from envpack.snapshot.hashcache import default_cache_dir
+
+    cache = default_cache_dir() if options.use_cache else None
+    return image_sbom(manifest, raw, options.source_date_epoch, cache)
 
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
