@@ -6,6 +6,8 @@ made with Python's tarfile, read through :func:`open_image` as a capture would.
 
 from __future__ import annotations
 
+import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -163,3 +165,46 @@ def test_normalise() -> None:
     assert normalise("a/../b") == ("/b", False)
     assert normalise("../x")[0] is None
     assert normalise("a/../../x")[0] is None
+
+
+def test_a_big_file_of_a_gzip_layer_is_read_from_its_own_file_without_a_copy(
+    tmp_path: Path,
+) -> None:
+    big = bytes(range(256)) * 2048  # 512 KiB: past OWN_FILE
+    layer = [*LOWER, member("big.bin", data=big), member("small", data=b"s")]
+    upper = [member("a/.wh.y")]
+    layout = write_oci_layout(tmp_path / "layout", [layer_bytes(layer), layer_bytes(upper)])
+    with open_image(f"oci:{layout}", workdir=tmp_path) as source:
+        made = {p.name for p in source.temp.iterdir()}
+        assert source.read_bytes("/big.bin") == big
+        assert source.read_bytes("/small") == b"s"
+        assert source.listdir("/a") == ["x"]
+        copies = {p.name for p in source.temp.iterdir()} - made
+        assert len(copies) == 1  # the small file only: the big one is opened where it is
+        fd, st = source.open_fd("/big.bin")
+        try:
+            assert os.fstat(fd).st_size == st.st_size == len(big)
+        finally:
+            os.close(fd)
+
+
+def test_a_lying_size_in_a_gzip_layer_refuses_the_image(tmp_path: Path) -> None:
+    layer = layer_bytes([member("liar", data=b"short", size=10 * 1024 * 1024)])
+    layout = write_oci_layout(tmp_path / "layout", [layer])
+    with pytest.raises(ImageError, match="past the end of the layer"):
+        open_image(f"oci:{layout}", workdir=tmp_path)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("envpack-image-")]
+
+
+def test_a_truncated_gzip_layer_refuses_the_image(tmp_path: Path) -> None:
+    layout = write_oci_layout(tmp_path / "layout", [layer_bytes(LOWER)])
+    index = json.loads((layout / "index.json").read_text())
+    manifest_blob = layout / "blobs/sha256" / index["manifests"][0]["digest"][7:]
+    manifest = json.loads(manifest_blob.read_text())
+    layer = manifest["layers"][0]
+    blob = layout / "blobs/sha256" / layer["digest"][7:]
+    cut = blob.read_bytes()[: layer["size"] // 2]
+    blob.unlink()
+    blob.write_bytes(cut)
+    with pytest.raises(ImageError, match=r"is not \d+ bytes"):
+        open_image(f"oci:{layout}", workdir=tmp_path)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from envpack.snapshot.imagesource import ImageError, open_image
-from image_helpers import layer_bytes, member, write_docker_archive
+from image_helpers import layer_bytes, member, write_docker_archive, write_oci_layout
 
 DIR, FILE, SYM, LNK = tarfile.DIRTYPE, tarfile.REGTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
 _WRITE_FLAGS = re.compile(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC")
@@ -108,11 +108,19 @@ def _hostile_layers(canary: Path) -> list[bytes]:
     return [first_bytes, buffer.getvalue()]
 
 
-def test_hostile_entries_are_neutralised_with_a_line_each(arena: dict[str, Path]) -> None:
+@pytest.mark.parametrize("form", ["docker-archive", "oci"])
+def test_hostile_entries_are_neutralised_with_a_line_each(
+    arena: dict[str, Path], form: str
+) -> None:
+    """In place (a docker save tar) and streamed (an OCI layout's gzip layers) alike."""
     canary = arena["canary"]
-    archive = write_docker_archive(arena["root"] / "hostile.tar", _hostile_layers(canary))
+    layers = _hostile_layers(canary)
+    if form == "oci":
+        image = write_oci_layout(arena["root"] / "hostile.oci", layers)
+    else:
+        image = write_docker_archive(arena["root"] / "hostile.tar", layers)
     before = _tree(arena["root"])
-    with open_image(f"docker-archive:{archive}", workdir=arena["work"]) as source:
+    with open_image(f"{form}:{image}", workdir=arena["work"]) as source:
         reasons = "\n".join(f"{path}: {reason}" for path, reason in source.load_issues())
         # Inside the image, each entry landed where a container runtime would put it.
         assert source.read_bytes(f"{canary}/absolute.txt") == b"abs"
@@ -205,8 +213,6 @@ def test_a_size_past_the_end_of_the_layer_refuses_the_image(arena: dict[str, Pat
 
 
 def test_a_gzip_bomb_stops_at_the_limit(arena: dict[str, Path]) -> None:
-    from image_helpers import write_oci_layout
-
     zeros = layer_bytes([member("zeros", data=bytes(64 * 1024 * 1024))])
     layout = write_oci_layout(arena["root"] / "bomb", [zeros])
     with pytest.raises(ImageError, match="refused as a decompression bomb"):

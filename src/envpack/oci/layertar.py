@@ -2,10 +2,11 @@
 
 An uncompressed layer (``docker save``'s ``layer.tar``, an OCI ``tar`` layer) is read where
 it is: only the 512-byte headers are read, and a member's content is an offset into the
-file. A gzip layer cannot be read at an offset, so it is inflated once, streaming, into one
-file in the caller's work folder (its bytes as one tar: no file of the image is ever
-created on disk by name) and read in place from there. Memory stays flat: members are
-yielded one by one and inflation is bounded per step, so a gzip bomb costs disk up to
+layer file. A gzip layer cannot be read at an offset, so it is inflated once, streaming,
+into envpack's work folder, and never under a name from the image: a member of
+:data:`OWN_FILE` bytes or more gets a file of its own (``layer-3-17``: a probe opening it
+reads that file, with no further copy), smaller ones are appended to one data file per
+layer. Memory stays flat: inflation is bounded per step, so a gzip bomb costs disk up to
 ``limit`` and then stops with an error, never memory.
 """
 
@@ -18,16 +19,26 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, BinaryIO
 
 from envpack.oci.model import InvalidImage
 from envpack.oci.reader import BlobRange, LayerBlob, forget_members, open_regular
 
-__all__ = ["DEFAULT_INFLATE_LIMIT", "Member", "layer_data", "read_members"]
+__all__ = ["DEFAULT_INFLATE_LIMIT", "OWN_FILE", "LayerRead", "Member", "read_layer", "read_members"]
 
 DEFAULT_INFLATE_LIMIT = 64 << 30
 """The most bytes one gzip layer may inflate to before it is refused as a bomb."""
+OWN_FILE = 256 * 1024
+"""A gzip layer's member at least this big is inflated into a file of its own."""
 _CHUNK = 1 << 20
 _GZIP = b"\x1f\x8b"
+# tarfile's header errors that typeshed leaves out: a zero block or nothing ends an archive.
+_END_OF_ARCHIVE: tuple[type[Exception], ...] = (
+    vars(tarfile)["EOFHeaderError"],
+    vars(tarfile)["EmptyHeaderError"],
+)
+_TRUNCATED: type[Exception] = vars(tarfile)["TruncatedHeaderError"]
 _ZSTD = b"\x28\xb5\x2f\xfd"
 
 
@@ -46,74 +57,211 @@ class Member:
     mtime: int
     linkname: str
     offset: int
-    """Where the content starts in the layer's data file."""
+    """Where the content starts in its data file."""
     major: int
     minor: int
     sparse: bool
+    source: int = 0
+    """Which of the layer's data files holds the content (:attr:`LayerRead.files`)."""
 
 
-def layer_data(
+@dataclass(frozen=True)
+class LayerRead:
+    """A layer's members, in archive order, and the files their contents lie in."""
+
+    members: list[Member]
+    files: list[Path]
+    whole: frozenset[int]
+    """Indexes of :attr:`files` that each hold exactly one member's content."""
+
+
+def read_layer(
     layer: LayerBlob, workdir: Path, number: int, *, limit: int = DEFAULT_INFLATE_LIMIT
-) -> BlobRange:
-    """The uncompressed tar of ``layer``: the blob itself, or its gzip inflated into
-    ``workdir`` (the blob's digest checked on the way when the image names it)."""
+) -> LayerRead:
+    """Read one layer's members: in place when it is a tar, inflated into ``workdir`` when
+    it is gzip (the blob's digest checked on the way when the image names it)."""
+    where = f"layer {number} ({layer.digest or layer.blob.path})"
     head = layer.blob.head(4)
     if head[:2] == _GZIP:
-        return _inflate(layer, workdir / f"layer-{number}.tar", limit)
+        return _inflate(layer, workdir, number, limit, where)
     if head == _ZSTD:
-        raise InvalidImage(
-            f"{layer.blob.path}: layer {number} is zstd-compressed; envpack reads tar and "
-            "gzip layers only"
-        )
-    return layer.blob
+        raise InvalidImage(f"{where} is zstd-compressed; envpack reads tar and gzip layers only")
+    return LayerRead(list(read_members(layer.blob, where)), [layer.blob.path], frozenset())
 
 
-def _inflate(layer: LayerBlob, target: Path, limit: int) -> BlobRange:
-    blob = layer.blob
+class _Inflating:
+    """The gunzipped bytes of a blob range as a file to read from, ``limit`` at most.
+
+    ``zlib``'s ``max_length`` bounds each step, so no single read can blow up in memory;
+    concatenated gzip members are read one after the other (as gzip(1) does).
+    """
+
+    def __init__(self, stream: BinaryIO, size: int, limit: int, where: str, hasher: Any) -> None:
+        self._stream = stream
+        self._left = size
+        self._limit = limit
+        self._where = where
+        self._hasher = hasher
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._pending = b""
+        self.total = 0
+
+    def _more(self) -> bool:
+        if not self._left:
+            return False
+        chunk = self._stream.read(min(_CHUNK, self._left))
+        if not chunk:
+            raise InvalidImage(f"{self._where}: truncated blob")
+        self._left -= len(chunk)
+        if self._hasher is not None:
+            self._hasher.update(chunk)
+        self._pending += chunk
+        return True
+
+    def read(self, count: int = -1) -> bytes:
+        want = _CHUNK if count is None or count < 0 else count
+        while True:
+            if self._inflate.eof:
+                rest = self._inflate.unused_data + self._pending
+                if not rest.strip(b"\0") and not self._more():
+                    return b""  # the end (trailing zero padding tolerated)
+                if rest.strip(b"\0"):
+                    self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    self._pending = rest
+                else:
+                    self._pending = b""
+                continue
+            if not self._pending and not self._more():
+                raise InvalidImage(f"{self._where}: truncated gzip stream")
+            try:
+                out = self._inflate.decompress(self._pending, want)
+            except zlib.error as err:
+                raise InvalidImage(f"{self._where}: not a valid gzip stream ({err})") from err
+            self._pending = self._inflate.unconsumed_tail
+            if out:
+                self.total += len(out)
+                if self.total > self._limit:
+                    raise InvalidImage(
+                        f"{self._where}: inflates to more than {self._limit} bytes; refused "
+                        "as a decompression bomb"
+                    )
+                return out
+
+    def drain(self) -> None:
+        """Read what is left (the gzip trailer, padding) so the whole blob is hashed."""
+        while self.read(_CHUNK):
+            pass
+
+
+class _Blocks:
+    """The inflated tar as a forward-only file with ``tell()``: headers are read through
+    it by tarfile's own header parser, contents are copied straight through."""
+
+    def __init__(self, source: _Inflating) -> None:
+        self._source = source
+        self._buffer = bytearray()
+        self._at = 0  # read position inside _buffer
+        self._tell = 0
+
+    def read(self, count: int) -> bytes:
+        while len(self._buffer) - self._at < count:
+            more = self._source.read(_CHUNK)
+            if not more:
+                break
+            del self._buffer[: self._at]
+            self._at = 0
+            self._buffer += more
+        out = bytes(self._buffer[self._at : self._at + count])
+        self._at += len(out)
+        self._tell += len(out)
+        return out
+
+    def tell(self) -> int:
+        return self._tell
+
+    def copy(self, target: BinaryIO | None, count: int) -> int:
+        """Copy (or with no target, skip) ``count`` bytes; how many there were."""
+        done = 0
+        while done < count:
+            if self._at < len(self._buffer):
+                piece = memoryview(self._buffer)[self._at : self._at + count - done]
+                self._at += len(piece)
+            else:
+                piece = memoryview(self._source.read(min(_CHUNK, count - done)))
+                if not piece:
+                    break
+            if target is not None:
+                target.write(piece)
+            done += len(piece)
+            self._tell += len(piece)
+            piece.release()
+        return done
+
+
+def _inflate(layer: LayerBlob, workdir: Path, number: int, limit: int, where: str) -> LayerRead:
     hasher = hashlib.sha256() if layer.digest is not None else None
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    written = 0
-    where = f"{blob.path} layer {layer.digest or ''}".rstrip()
-    # O_EXCL|O_NOFOLLOW: the name is ours alone; nothing there is followed or reused.
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    data = workdir / f"layer-{number}.data"
+    files = [data]
+    whole: set[int] = set()
+    members: list[Member] = []
     try:
-        with open_regular(blob.path) as source, os.fdopen(fd, "wb", closefd=False) as out:
-            source.seek(blob.offset)
-            remaining = blob.size
-            while remaining:
-                chunk = source.read(min(_CHUNK, remaining))
-                if not chunk:
-                    raise InvalidImage(f"{where}: truncated blob")
-                remaining -= len(chunk)
-                if hasher is not None:
-                    hasher.update(chunk)
-                data = chunk
-                while True:
-                    if inflate.eof and data:  # another gzip member follows (concatenated)
-                        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                    # max_length bounds memory per step: a bomb never lands in memory.
-                    out_bytes = inflate.decompress(data, _CHUNK)
-                    written += len(out_bytes)
-                    if written > limit:
+        with open_regular(layer.blob.path) as raw, _create(data) as spool:
+            raw.seek(layer.blob.offset)
+            inflating = _Inflating(raw, layer.blob.size, limit, where, hasher)
+            blocks = _Blocks(inflating)
+            # What tarfile's header parser needs of a TarFile (pax, GNU long names, sparse).
+            state = SimpleNamespace(
+                fileobj=blocks, encoding="utf-8", errors="surrogateescape",
+                pax_headers={}, offset=0,
+            )  # fmt: skip
+            while (info := _next_header(state, where)) is not None:
+                member = _member(info, 0)
+                target: BinaryIO | None = None
+                if member.kind == "file" and not member.sparse and member.size:
+                    if member.size >= OWN_FILE:
+                        member.source = len(files)
+                        whole.add(len(files))
+                        files.append(workdir / f"layer-{number}-{len(files)}")
+                        target = _create(files[-1])
+                    else:
+                        member.offset = spool.tell()
+                        target = spool
+                    try:
+                        got = blocks.copy(target, member.size)
+                    finally:
+                        if target is not spool and target is not None:
+                            target.close()
+                    if got != member.size:
                         raise InvalidImage(
-                            f"{where}: inflates to more than {limit} bytes; refused as a "
-                            "decompression bomb"
+                            f"{where}: entry {info.name!r} declares {member.size} bytes, past "
+                            "the end of the layer; layer refused"
                         )
-                    out.write(out_bytes)
-                    data = inflate.unused_data if inflate.eof else inflate.unconsumed_tail
-                    if not data and (inflate.eof or not out_bytes):
-                        break
-            if not inflate.eof:
-                raise InvalidImage(f"{where}: truncated gzip stream")
-    except zlib.error as err:
-        raise InvalidImage(f"{where}: not a valid gzip stream ({err})") from err
+                blocks.copy(None, state.offset - blocks.tell())  # padding, or skipped data
+                members.append(member)
+            inflating.drain()
     except OSError as err:
-        raise InvalidImage(f"{where}: cannot inflate into {target.parent}: {err.strerror}") from err
-    finally:
-        os.close(fd)
+        raise InvalidImage(f"{where}: cannot inflate into {workdir}: {err.strerror}") from err
     if hasher is not None and layer.digest is not None and hasher.hexdigest() != layer.digest.hex:
         raise InvalidImage(f"{where}: the blob does not match its digest")
-    return BlobRange(target, 0, written)
+    return LayerRead(members, files, frozenset(whole))
+
+
+def _next_header(state: SimpleNamespace, where: str) -> tarfile.TarInfo | None:
+    """The next member's header (pax and GNU extensions applied); ``None`` at the end."""
+    try:
+        return tarfile.TarInfo.fromtarfile(state)  # type: ignore[arg-type]
+    except _END_OF_ARCHIVE:
+        return None
+    except _TRUNCATED as err:
+        raise InvalidImage(f"{where}: the tar ends inside a header ({err})") from err
+    except tarfile.HeaderError as err:
+        raise InvalidImage(f"{where}: unreadable tar header ({err})") from err
+
+
+def _create(path: Path) -> BinaryIO:
+    """A new file of envpack's own (O_EXCL|O_NOFOLLOW: nothing there is reused or followed)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(path, flags, 0o600), "wb")
 
 
 class _Window:
@@ -147,6 +295,24 @@ class _Window:
 
     def tell(self) -> int:
         return self._pos
+
+
+def _member(info: tarfile.TarInfo, base: int) -> Member:
+    kind = _kind(info)
+    return Member(
+        name=info.name,
+        kind=kind,
+        mode=info.mode,
+        uid=info.uid,
+        gid=info.gid,
+        size=info.size if kind == "file" else 0,
+        mtime=int(info.mtime),
+        linkname=info.linkname,
+        offset=base + info.offset_data,
+        major=info.devmajor,
+        minor=info.devminor,
+        sparse=info.sparse is not None,
+    )
 
 
 def _kind(info: tarfile.TarInfo) -> str:
@@ -192,26 +358,16 @@ def read_members(data: BlobRange, where: str) -> Iterator[Member]:
                 if info is None:
                     return
                 forget_members(tar)
-                kind = _kind(info)
-                size = info.size if kind == "file" else 0
-                if kind == "file" and not info.sparse and info.offset_data + size > data.size:
+                member = _member(info, data.offset)
+                if (
+                    member.kind == "file"
+                    and not member.sparse
+                    and info.offset_data + member.size > data.size
+                ):
                     raise InvalidImage(
-                        f"{where}: entry {info.name!r} declares {size} bytes, past the end "
-                        f"of the layer ({data.size} bytes); layer refused"
+                        f"{where}: entry {info.name!r} declares {member.size} bytes, past the "
+                        f"end of the layer ({data.size} bytes); layer refused"
                     )
-                yield Member(
-                    name=info.name,
-                    kind=kind,
-                    mode=info.mode,
-                    uid=info.uid,
-                    gid=info.gid,
-                    size=size,
-                    mtime=int(info.mtime),
-                    linkname=info.linkname,
-                    offset=data.offset + info.offset_data,
-                    major=info.devmajor,
-                    minor=info.devminor,
-                    sparse=info.sparse is not None,
-                )
+                yield member
         finally:
             tar.close()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import errno
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from envpack.oci.layertar import Member
@@ -144,8 +144,11 @@ class ImageView:
                 extra = count - _MAX_PROBLEMS_PER_KIND
                 self.problems.append(("/", f"{extra} more entries: {kind}"))
 
-    def apply_layer(self, members: Iterable[Member], data_file: int, where: str) -> None:
-        """Apply one layer above the ones applied before (``where`` names it in problems)."""
+    def apply_layer(self, members: Iterable[Member], data_files: Sequence[int], where: str) -> None:
+        """Apply one layer above the ones applied before (``where`` names it in problems).
+
+        ``data_files[member.source]`` is the number a node records for its content's file.
+        """
         opaque, whiteouts, entries = self._sorted_out(members, where)
         # Whiteouts first: they hide the lower layers only, wherever they sit in the tar.
         for folder in opaque:
@@ -159,7 +162,7 @@ class ImageView:
                 self._remove(found.path)
         seen: set[str] = set()
         for path, member in entries:
-            self._add(path, member, data_file, where, seen)
+            self._add(path, member, data_files[member.source], where, seen)
 
     def _sorted_out(
         self, members: Iterable[Member], where: str

@@ -33,13 +33,14 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from envpack.errors import CaptureError
 from envpack.fsnames import escape, unescape
-from envpack.oci.layertar import DEFAULT_INFLATE_LIMIT, layer_data, read_members
+from envpack.oci.layertar import DEFAULT_INFLATE_LIMIT, read_layer
 from envpack.oci.model import InvalidImage
 from envpack.oci.reader import Export, ImageBlobs, open_image_blobs
 from envpack.oci.view import ImageView, Lookup, Node
@@ -111,20 +112,38 @@ def _open(
         blobs = open_image_blobs(reference, temp, export=export)
         view = ImageView()
         data_files: list[Path] = []
-        data_index: dict[Path, int] = {}
-        for number, layer in enumerate(blobs.layers, start=1):
-            progress(f"reading layer {number}/{len(blobs.layers)}")
-            data = layer_data(layer, temp, number, limit=inflate_limit)
-            if data.path not in data_index:
-                data_index[data.path] = len(data_files)
-                data_files.append(data.path)
-            where = f"layer {number}"
-            members = read_members(data, f"{reference}: {where} ({layer.digest or data.path})")
-            view.apply_layer(members, data_index[data.path], where)
+        whole: set[int] = set()
+        count = len(blobs.layers)
+        # Layers are read two at a time (zlib inflates without the GIL: both cores work)
+        # and applied in order as each one is ready.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [
+                pool.submit(read_layer, layer, temp, number, limit=inflate_limit)
+                for number, layer in enumerate(blobs.layers, start=1)
+            ]
+            try:
+                for number, future in enumerate(futures, start=1):
+                    progress(f"reading layer {number}/{count}")
+                    read = future.result()
+                    numbers = [_register(data_files, path) for path in read.files]
+                    whole.update(numbers[i] for i in read.whole)
+                    view.apply_layer(read.members, numbers, f"layer {number}")
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
         view.finish()
     except InvalidImage as err:
         raise ImageError(f"image {reference}: {err}") from err
-    return ImageSource(blobs, view, data_files, temp)
+    return ImageSource(blobs, view, data_files, temp, frozenset(whole))
+
+
+def _register(files: list[Path], path: Path) -> int:
+    """The number of ``path`` in ``files`` (added when new: docker save may share a layer)."""
+    try:
+        return files.index(path)
+    except ValueError:
+        files.append(path)
+        return len(files) - 1
 
 
 class ImageSource(Source):
@@ -134,7 +153,12 @@ class ImageSource(Source):
     """
 
     def __init__(
-        self, blobs: ImageBlobs, view: ImageView, data_files: list[Path], temp: Path
+        self,
+        blobs: ImageBlobs,
+        view: ImageView,
+        data_files: list[Path],
+        temp: Path,
+        whole: frozenset[int] = frozenset(),
     ) -> None:
         super().__init__(
             root=blobs.reference,
@@ -150,6 +174,7 @@ class ImageSource(Source):
         self.view = view
         self.temp = temp
         self._data_files = data_files
+        self._whole = whole  # data files holding exactly one file's bytes: opened as they are
         self._data_fds: dict[int, int] = {}
         self._copies: dict[tuple[int, int], Path] = {}
         self._lock = threading.Lock()
@@ -297,6 +322,8 @@ class ImageSource(Source):
             if known is not None:
                 return known
             number, offset = node.data
+            if number in self._whole:
+                return self._data_files[number]
             source_fd = self._data_fds.get(number)
             if source_fd is None:
                 source_fd = os.open(self._data_files[number], os.O_RDONLY | os.O_CLOEXEC)
