@@ -360,3 +360,28 @@ def test_an_image_is_not_read_as_a_manifest(
     assert done.returncode == 2
     assert "not an envpack manifest artifact" in done.stderr
     assert done.stderr.strip().count("\n") == 0
+
+
+def test_a_damaged_layout_is_refused_by_size_or_by_the_registry(
+    registry: Registry, layout: tuple[Image, Path], tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    image, folder = layout
+    env = _env(clean_env, tmp_path)
+    blob = folder / "blobs" / "sha256" / image.layers[0].digest.hex
+    data = blob.read_bytes()
+    blob.chmod(0o644)
+    blob.unlink()  # a hardlink into the build's blob folder: replace, never write through
+    blob.write_bytes(data[:-1])
+    ref = f"{registry.host}/{REPO}:damaged"
+    args = ("push", str(folder), ref, "--username", USER, "--password-stdin")
+    short = run_envpack(*args, input=PASSWORD, env=env)
+    assert short.returncode == 2
+    assert short.stderr.strip().endswith(f"{len(data) - 1} bytes, its descriptor says {len(data)}")
+    # Same size, other bytes: only the registry, which hashes what it receives, can tell.
+    blob.unlink()
+    blob.write_bytes(bytes([data[0] ^ 1]) + data[1:])
+    flipped = run_envpack(*args, input=PASSWORD, env=env)
+    assert flipped.returncode == 2
+    line = flipped.stderr.strip()
+    assert "\n" not in line and "DIGEST_INVALID" in line, line
+    assert registry.requests_logged("PUT", f"/v2/{REPO}/manifests/damaged") == 0

@@ -93,12 +93,25 @@ TokenFetcher = Callable[[str, dict[str, Any], "str | None", "dict[str, str] | No
 class Authenticator:
     """The ``Authorization`` header to send to one registry, learned from its challenges."""
 
-    def __init__(self, host: str, credentials: Credentials, scopes: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        host: str,
+        credentials: Credentials | Callable[[], Credentials],
+        scopes: Iterable[str] = (),
+    ) -> None:
         self.host = host
-        self.credentials = credentials
+        self._credentials = credentials
         self.scopes = tuple(dict.fromkeys(scopes))
         self.header: str | None = None
         self.tokens_fetched = 0
+
+    @property
+    def credentials(self) -> Credentials:
+        """Resolved on first use: a registry that never asks (a loopback one without
+        auth) costs no Docker config lookup, nor the Docker SDK's import."""
+        if not isinstance(self._credentials, Credentials):
+            self._credentials = self._credentials()
+        return self._credentials
 
     def add_scope(self, scope: str) -> None:
         """Ask for ``scope`` too at the next token fetch (a mount's source repository)."""

@@ -14,6 +14,7 @@ operation, the status and the registry's own error codes, masked by
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -47,7 +48,7 @@ class RegistryClient:
         host: str,
         base_url: str,
         *,
-        credentials: Credentials | None = None,
+        credentials: Credentials | Callable[[], Credentials] | None = None,
         scopes: Collection[str] = (),
         retries: int = 4,
         backoff: float = 0.5,
@@ -77,17 +78,21 @@ class RegistryClient:
     ) -> RegistryClient:
         """A client for ``ref``'s host, asking for pull (and push) on its repository.
 
-        ``credentials`` ``None``: what ``docker login`` stored for the host, if anything.
+        ``credentials`` ``None``: what ``docker login`` stored for the host, if anything,
+        looked up when the registry first asks for credentials.
         """
+        lazy: Credentials | Callable[[], Credentials]
         if credentials is None:
             from envpack.registry.auth import docker_config_credentials
 
-            credentials = docker_config_credentials(ref.host)
+            lazy = functools.partial(docker_config_credentials, ref.host)
+        else:
+            lazy = credentials
         actions = "pull,push" if push else "pull"
         return cls(
             ref.host,
             ref.base_url(insecure=insecure),
-            credentials=credentials,
+            credentials=lazy,
             scopes=(f"repository:{ref.repository}:{actions}",),
             **kwargs,
         )

@@ -64,11 +64,14 @@ def image_blobs(image: Image) -> list[Blob]:
 
 
 def layout_blobs(path: Path, ref_name: str | None) -> tuple[list[Blob], Descriptor, bytes]:
-    """The blobs of one image of an OCI layout (verified by the reader), its manifest
-    descriptor and bytes."""
+    """The blobs of one image of an OCI layout, its manifest descriptor and bytes.
+
+    Index, manifest and config are verified by digest; layers by size only: the registry
+    checks each upload against its digest, and a blob it has is never read.
+    """
     from envpack.oci.layout import read_oci_layout
 
-    layout = read_oci_layout(path)
+    layout = read_oci_layout(path, hash_layers=False)
     chosen = layout.image(ref_name)
     manifest_bytes = layout.blob_path(chosen.descriptor.digest).read_bytes()
     if Digest.of_bytes(manifest_bytes) != chosen.descriptor.digest:

@@ -1,0 +1,199 @@
+"""Benchmark: `envpack push` of the Flask image to a loopback registry against
+`skopeo copy oci:… docker://…` of the same layout.
+
+    python3 bench/bench_push.py [--repeat N] [--python PYTHON3.11]
+
+The image is bench_build.py's: a CPython 3.11 virtualenv holding Flask, numpy,
+psycopg2-binary and PyYAML, built once (untimed) as an OCI layout. Each round starts a
+fresh Debian ``docker-registry`` on a free loopback port with empty storage, so neither
+side finds a blob already there (nor can mount one), then times, in alternating order:
+
+- ``envpack push LAYOUT HOST/bench/envpack:1`` against
+  ``skopeo copy oci:LAYOUT:1 docker://HOST/bench/skopeo:1``: goal <= 1.0x;
+- a second ``envpack push`` of the unchanged image to the same tag (every blob answered
+  by a HEAD) against the first: goal <= 0.1x.
+
+and, to tell the transfer from the start of a Python process (interpreter, typer,
+requests: ~0.45 s of CPU here), the same two pushes as library calls in this process
+(``envpack.registry.push_layout``, to a third repository, no mount record).
+
+Medians of wall and CPU time (the machine is shared: CPU time moves less with its load).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from benchlib import child_env, ensure_venv, envpack_command, find_python311, time_run
+
+from envpack.registry import RegistryClient, RegistryRef, push_layout
+
+REQUIREMENTS = ("flask", "numpy", "psycopg2-binary", "PyYAML")
+GOAL_PUSH = 1.0
+GOAL_SECOND = 0.1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_registry(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A fresh docker-registry (no auth, empty storage) on loopback; its host:port."""
+    folder.mkdir(parents=True)
+    host = f"127.0.0.1:{_free_port()}"
+    config = folder / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\n"
+        f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}}}\n"
+        f"http: {{addr: '{host}', secret: bench}}\n"
+    )
+    process = subprocess.Popen(
+        ["docker-registry", "serve", str(config)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://{host}/v2/", timeout=2)
+            return process, host
+        except urllib.error.HTTPError:  # noqa: PERF203 - a readiness poll
+            return process, host
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("bench: docker-registry did not start")
+
+
+def _digest(ref: str) -> str:
+    out = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", f"docker://{ref}"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return str(json.loads(out)["Digest"])
+
+
+def _in_process(layout: Path, ref_text: str) -> tuple[float, float]:
+    """Wall and CPU seconds (all threads) of one push as a library call."""
+    ref = RegistryRef.parse(ref_text)
+    client = RegistryClient.for_ref(ref)
+    wall, cpu = time.perf_counter(), time.process_time()
+    push_layout(client, ref.repository, ref.tag or "latest", layout, sources_folder=None)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="rounds (min 3)")
+    parser.add_argument("--python", help="base CPython 3.11 for the venv")
+    args = parser.parse_args()
+    repeat = max(3, args.repeat)
+    for tool in ("docker-registry", "skopeo"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench: {tool} is not installed (.ci/setup installs it)")
+    python = ensure_venv(
+        args.python or find_python311(), name="py311-flask", requirements=REQUIREMENTS
+    )
+    env = child_env()
+    envpack = envpack_command()
+    app_dir = Path(__file__).resolve().parent.parent / "fixtures" / "build_app"
+    with tempfile.TemporaryDirectory(prefix="envpack-bench-push-") as scratch_name:
+        scratch = Path(scratch_name)
+        env["XDG_CACHE_HOME"] = str(scratch / "cache")
+        manifest = scratch / "flask.json"
+        layout = scratch / "image.oci"
+        subprocess.run(
+            [*envpack, "capture", "-q", "--python", str(python), "-o", str(manifest)],
+            env=env, check=True,
+        )  # fmt: skip
+        subprocess.run(
+            [*envpack, "build", str(manifest), "-q", "-o", str(layout), "--tag", "bench:1",
+             "--app", f"{app_dir}:/srv/app"],
+            env=env, check=True,
+        )  # fmt: skip
+        blobs = sum(p.stat().st_size for p in (layout / "blobs" / "sha256").iterdir())
+        envpack_runs: list[tuple[float, float]] = []
+        skopeo_runs: list[tuple[float, float]] = []
+        second_runs: list[tuple[float, float]] = []
+        inproc_first: list[tuple[float, float]] = []
+        inproc_second: list[tuple[float, float]] = []
+        for round_number in range(repeat):
+            process, host = _start_registry(scratch / f"registry-{round_number}")
+            # No record of earlier pushes: every blob is sent, as skopeo sends it.
+            shutil.rmtree(scratch / "cache" / "envpack" / "registry", ignore_errors=True)
+            ours = [*envpack, "push", "-q", str(layout), f"{host}/bench/envpack:1"]
+            theirs = ["skopeo", "copy", "-q", "--dest-tls-verify=false",
+                      f"oci:{layout}:bench:1", f"docker://{host}/bench/skopeo:1"]  # fmt: skip
+            try:
+                if round_number % 2 == 0:
+                    envpack_runs.append(time_run(ours, env))
+                    skopeo_runs.append(time_run(theirs, env))
+                else:
+                    skopeo_runs.append(time_run(theirs, env))
+                    envpack_runs.append(time_run(ours, env))
+                second_runs.append(time_run(ours, env))
+                inproc_first.append(_in_process(layout, f"{host}/bench/inproc:1"))
+                inproc_second.append(_in_process(layout, f"{host}/bench/inproc:1"))
+                if _digest(f"{host}/bench/envpack:1") != _digest(f"{host}/bench/skopeo:1"):
+                    raise SystemExit("bench: envpack and skopeo pushed different images")
+            finally:
+                process.kill()
+                process.wait()
+                shutil.rmtree(scratch / f"registry-{round_number}", ignore_errors=True)
+
+    _report(blobs, repeat, envpack_runs, skopeo_runs, second_runs, inproc_first, inproc_second)
+
+
+Runs = list[tuple[float, float]]
+
+
+def _report(
+    blobs: int,
+    repeat: int,
+    envpack_runs: Runs,
+    skopeo_runs: Runs,
+    second_runs: Runs,
+    inproc_first: Runs,
+    inproc_second: Runs,
+) -> None:
+    def med(runs: list[tuple[float, float]], index: int) -> float:
+        return statistics.median(run[index] for run in runs)
+
+    wall_ours, wall_theirs, wall_second = (
+        med(r, 0) for r in (envpack_runs, skopeo_runs, second_runs)
+    )
+    cpu_ours, cpu_theirs, cpu_second = (med(r, 1) for r in (envpack_runs, skopeo_runs, second_runs))
+    pair_ratios = sorted(o[0] / t[0] for o, t in zip(envpack_runs, skopeo_runs))
+    print(f"image: {blobs / 1e6:.1f} MB of blobs; {repeat} rounds, fresh registry each")
+    print(
+        f"push: envpack {wall_ours:.2f} s (CPU {cpu_ours:.2f} s); skopeo copy {wall_theirs:.2f} s "
+        f"(CPU {cpu_theirs:.2f} s); ratio {wall_ours / wall_theirs:.2f}x wall "
+        f"(pairs {pair_ratios[0]:.2f}-{pair_ratios[-1]:.2f}x), {cpu_ours / cpu_theirs:.2f}x CPU "
+        f"(goal <= {GOAL_PUSH}x)"
+    )
+    print(
+        f"second push of the unchanged image: {wall_second:.2f} s (CPU {cpu_second:.2f} s); "
+        f"{wall_second / wall_ours:.3f}x the first (goal <= {GOAL_SECOND}x)"
+    )
+    in_first, in_second = med(inproc_first, 0), med(inproc_second, 0)
+    print(
+        f"in-process (no interpreter start): push {in_first:.2f} s (CPU "
+        f"{med(inproc_first, 1):.2f} s), {in_first / wall_theirs:.2f}x skopeo copy; second push "
+        f"{in_second:.3f} s (CPU {med(inproc_second, 1):.3f} s), {in_second / in_first:.3f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
