@@ -632,7 +632,7 @@ def build(
         target = _registry_target(
             push, insecure=insecure, username=username, password_stdin=password_stdin
         )
-        publish = _image_publisher(target, bars)
+        publish = _image_publisher(target, bars, lambda: _image_sbom(manifest, not no_cache))
     if output is None and not load and push is None:
         stem = manifest.name[: -len(".json")] if manifest.name.endswith(".json") else manifest.name
         output = Path(stem + formats[output_format])
@@ -757,13 +757,29 @@ def cache_prune() -> None:
     )
 
 
-def _image_publisher(target: tuple[Any, Any], bars: Optional[_BuildProgress]) -> Any:
-    """``build --push``'s callback: push the built image, then say what happened."""
+def _image_sbom(manifest: Path, use_cache: bool) -> bytes:
+    """The SBOM the build wrote into the image (same function, manifest and epoch)."""
+    from envpack.manifest import loads
+    from envpack.pack.build import source_date_epoch
+    from envpack.sbom import image_sbom
+    from envpack.snapshot.hashcache import default_cache_dir
+
+    raw = manifest.read_bytes()
+    cache = default_cache_dir() if use_cache else None
+    return image_sbom(loads(raw, origin=str(manifest)), raw, source_date_epoch(os.environ), cache)
+
+
+def _image_publisher(
+    target: tuple[Any, Any], bars: Optional[_BuildProgress], sbom: Any = None
+) -> Any:
+    """``build --push``'s callback: push the built image, attach its SBOM (``sbom()``, the
+    bytes of ``/.envpack/sbom.cdx.json``) as an OCI referrer, then say what happened."""
     ref, client = target
 
     def publish(image: Any) -> str:
-        from envpack.registry import push_image
+        from envpack.registry import push_image, push_referrer
         from envpack.registry.pushed import default_folder
+        from envpack.sbom import CYCLONEDX_MEDIA_TYPE
 
         progress = (lambda done, total: bars("pushing", done, total)) if bars else None
         result = push_image(
@@ -774,7 +790,17 @@ def _image_publisher(target: tuple[Any, Any], bars: Optional[_BuildProgress]) ->
             sources_folder=default_folder(),
             progress=progress,
         )
-        return result.summary()
+        if sbom is None:
+            return result.summary()
+        attached = push_referrer(
+            client,
+            ref.repository,
+            image.manifest,
+            CYCLONEDX_MEDIA_TYPE,
+            sbom(),
+            CYCLONEDX_MEDIA_TYPE,
+        )
+        return f"{result.summary()}; SBOM attached as referrer {attached.digest}"
 
     return publish
 

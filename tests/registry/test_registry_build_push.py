@@ -3,6 +3,7 @@ Docker Engine with the same digest, and run."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -14,6 +15,20 @@ from regserver import PASSWORD, USER, running_registry, tool
 from realenv import run_envpack
 
 pytestmark = pytest.mark.slow
+
+
+def _raw(ref: str) -> bytes:
+    """The manifest bytes skopeo reads at ``ref`` (with the test user's credentials)."""
+    cmd = [tool("skopeo"), "inspect", "--tls-verify=false", "--raw"]
+    cmd += ["--creds", f"{USER}:{PASSWORD}", f"docker://{ref}"]
+    return subprocess.run(cmd, check=True, capture_output=True).stdout
+
+
+def referrers_tag_of(digest: str) -> str:
+    from envpack.oci.digest import Digest
+    from envpack.registry import referrers_tag
+
+    return referrers_tag(Digest.parse(digest))
 
 
 @pytest.mark.timeout(1800)
@@ -44,6 +59,25 @@ def test_build_push_pulls_back_and_runs(
         assert json.loads(report.read_text())["published"].startswith(f"pushed {ref}@{digest}")
         assert list(work.iterdir()) == [], "the workspace was left behind"
         assert PASSWORD not in built.stderr
+
+        # The image's SBOM rides along as an OCI referrer (subject + artifactType); this
+        # registry has no referrers API, so it is listed in the tag-schema index.
+        from envpack.manifest import load_manifest
+        from envpack.pack.build import source_date_epoch
+        from envpack.sbom import render_sbom
+
+        epoch = {"SOURCE_DATE_EPOCH": str(source_date_epoch(env))}
+        sbom = render_sbom(load_manifest(manifest), "cyclonedx", environ=epoch).data
+        index = json.loads(_raw(f"{registry.host}/{repo}:{referrers_tag_of(digest)}"))
+        [entry] = index["manifests"]
+        assert entry["artifactType"] == "application/vnd.cyclonedx+json"
+        assert f"SBOM attached as referrer {entry['digest']}" in built.stderr
+        artifact = json.loads(_raw(f"{registry.host}/{repo}@{entry['digest']}"))
+        assert artifact["subject"]["digest"] == digest
+        [layer] = artifact["layers"]
+        assert layer["mediaType"] == "application/vnd.cyclonedx+json"
+        assert layer["digest"] == "sha256:" + hashlib.sha256(sbom).hexdigest()
+        assert layer["size"] == len(sbom)
 
         inspected = subprocess.run(
             [tool("skopeo"), "inspect", "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}",
