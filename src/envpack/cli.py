@@ -225,7 +225,12 @@ def capture(
     ] = False,
     only: Annotated[
         Optional[list[str]],
-        typer.Option("--only", help="Capture only this section (repeatable)."),
+        typer.Option(
+            "--only",
+            help="Capture only this section (repeatable): interpreters, python_packages, os, "
+            "system_packages, binaries, libraries, config_files, env or network. The "
+            "sections a probe reads are captured with it.",
+        ),
     ] = None,
     quiet: Annotated[
         bool, typer.Option("-q", "--quiet", help="No progress or summary on stderr.")
@@ -352,16 +357,17 @@ def diff(
         Optional[str],
         typer.Option(
             "--fail-on",
-            help="Exit 1 when drift reaches this severity: critical, major, minor, patch, "
-            "info. Wins over the policy's fail-on (default major).",
+            help="Exit 1 when drift reaches this severity: critical, major, minor, patch or "
+            "info; none reports without ever failing. Wins over the policy's fail-on "
+            "(default major).",
         ),
     ] = None,
     accept: Annotated[
         Optional[Path],
         typer.Option(
             "--accept",
-            help="Write today's drift to FILE as accepted (then exit 0); give FILE back "
-            "with --accepted so only new drift fails.",
+            help="Write today's drift to FILE as accepted (then exit 0, saying how many "
+            "changes it holds); give FILE back with --accepted so only new drift fails.",
         ),
     ] = None,
     accepted: Annotated[
@@ -373,7 +379,11 @@ def diff(
     ] = None,
     output_format: Annotated[
         str,
-        typer.Option("--format", help="table, json, markdown, junit, sarif, github or html."),
+        typer.Option(
+            "--format",
+            help="Report format: table (for a terminal), json, markdown (a pull-request "
+            "comment), junit, sarif, github (Actions annotations) or html.",
+        ),
     ] = "table",
     output: Annotated[
         Optional[Path],
@@ -388,24 +398,32 @@ def diff(
       1  drift at or above the fail-on severity
       2  bad input or usage: a missing file, invalid JSON, a truncated manifest, a newer
          schema, a file that is not a manifest, a bad policy or requirements file
+    The verdict, and the changes that fail the gate, also go to stderr (unless the table
+    is already on the same terminal), so a CI log shows them whatever the format.
     """
     from envpack._atomic import write_atomic
     from envpack.diff.engine import load_environments, run_diff, single_run
-    from envpack.diff.model import Severity
+    from envpack.diff.model import FAIL_ON_NONE, parse_fail_on
     from envpack.diff.policy import load_policy
     from envpack.diff.reporters import get_reporter
+    from envpack.diff.reporters._common import counts_text, gate_lines
     from envpack.diff.requirements import load_requirements
 
-    threshold = None
+    threshold: Any = None
     if fail_on is not None:
         try:
-            threshold = Severity.parse(fail_on)
+            threshold = parse_fail_on(fail_on)
         except ValueError as err:
             raise UsageError(f"--fail-on: {err}") from None
+        if threshold is None:
+            threshold = FAIL_ON_NONE
+    to_terminal = output is None and sys.stdout.isatty()
     with single_run():
         environments = load_environments(manifests)
         paths = {e.name: e.path for e in environments}
-        reporter = get_reporter(output_format, manifest_paths=paths)
+        reporter = get_reporter(
+            output_format, manifest_paths=paths, width=_report_width(to_terminal)
+        )
         outcome = run_diff(
             environments,
             baseline=baseline,
@@ -418,7 +436,7 @@ def diff(
         result = outcome.result
         for note in result.notes:
             _say(f"envpack: note: {note}")
-        color = output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        color = to_terminal and "NO_COLOR" not in os.environ
         text = reporter.render(result, color=color)
         if accept is not None and outcome.accepted_file is not None:
             write_atomic(accept, outcome.accepted_file)
@@ -427,7 +445,39 @@ def diff(
             sys.stdout.flush()
         else:
             write_atomic(output, text.encode("utf-8"))
+    # The table on this very terminal already ends with the verdict; anywhere else (a file,
+    # a pipe, another format) the CI log gets it on stderr.
+    if not (output_format == "table" and to_terminal and sys.stderr.isatty()):
+        for line in gate_lines(result):
+            _say(f"envpack: {line}" if not line.startswith(" ") else line)
+    if accept is not None:
+        held = sum(outcome.accepted_counts.values())
+        counts = counts_text(outcome.accepted_counts)
+        _say(
+            f"envpack: accepted {held} change{'s' if held != 1 else ''} ({counts}) into "
+            f"{accept}; give it back with --accepted {accept} so only new drift fails"
+        )
     raise typer.Exit(result.verdict.exit_code)
+
+
+def _report_width(to_terminal: bool) -> int:
+    """The table's width: ``COLUMNS`` when set (the shell convention; ``shutil`` reads it
+    first too), else the terminal's own when the report goes to one, else 120."""
+    from envpack.diff.reporters.table import DEFAULT_WIDTH
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return max(int(columns), _MIN_WIDTH)
+    if to_terminal:
+        try:
+            return max(os.get_terminal_size(sys.stdout.fileno()).columns, _MIN_WIDTH)
+        except OSError:
+            pass
+    return DEFAULT_WIDTH
+
+
+_MIN_WIDTH = 40
+"""Narrower than this, no layout is readable: the table stays 40 columns wide."""
 
 
 def _parse_env(items: list[str]) -> dict[str, str]:

@@ -6,6 +6,8 @@ them into a printed line and an exit code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "CaptureError",
     "DiffError",
@@ -13,7 +15,16 @@ __all__ = [
     "ManifestError",
     "PackError",
     "UsageError",
+    "choices_text",
 ]
+
+
+def choices_text(choices: Sequence[str]) -> str:
+    """``a, b or c``: an option's choices in plain words, for an error or a help line."""
+    items = list(choices)
+    if len(items) <= 1:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} or {items[-1]}"
 
 
 class EnvpackError(Exception):

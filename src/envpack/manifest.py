@@ -63,9 +63,12 @@ SECTIONS: tuple[str, ...] = (
     "config_files",
     "env",
     "network",
-    "app",
 )
-"""The keyed sections, in the order reports list them."""
+"""The keyed sections, in the order reports list them.
+
+There is no ``app`` section: one was reserved in schema 1 but no probe ever filled it (the
+application's files reach an image through ``build --app DIR``, not through the manifest).
+A manifest holding one still validates and loads; the section is ignored."""
 
 CAPTURED = "captured"
 """The section's probe ran: an empty section then means really empty."""

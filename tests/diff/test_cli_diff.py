@@ -69,7 +69,8 @@ def test_exit_codes_follow_the_threshold(
     dev, prod = map(str, pair)
     assert run(["diff", dev, dev], capsys, monkeypatch)[0] == 0
     code, out, err = run(["diff", dev, prod, "--format", "json"], capsys, monkeypatch)
-    assert (code, err) == (1, "")
+    assert code == 1
+    assert err.startswith("envpack: FAILED: worst drift is major, at or above fail-on major")
     document = json.loads(out)
     assert document["verdict"]["worst"] == "major"
     assert run(["diff", dev, prod, "--fail-on", "critical"], capsys, monkeypatch)[0] == 0
@@ -110,7 +111,12 @@ def test_every_format_writes_atomically_to_a_file(
     code, out, err = run(
         ["diff", *map(str, pair), "--format", format_id, "-o", str(target)], capsys, monkeypatch
     )
-    assert (code, out, err) == (1, "", "")
+    assert (code, out) == (1, "")
+    # The CI log still shows the verdict and what failed, whatever the format and file.
+    first, failing = err.splitlines()
+    assert first.startswith("envpack: FAILED: worst drift is major, at or above fail-on major;")
+    assert failing.split(None, 2)[:2] == ["major", "prod:"]
+    assert "python_packages/requests.version" in failing
     assert "requests" in target.read_text(encoding="utf-8")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
@@ -137,7 +143,13 @@ def test_accept_flow(
 ) -> None:
     dev, prod = map(str, pair)
     accepted = tmp_path / "accepted.json"
-    assert run(["diff", dev, prod, "--accept", str(accepted)], capsys, monkeypatch)[0] == 0
+    code, _, err = run(["diff", dev, prod, "--accept", str(accepted)], capsys, monkeypatch)
+    assert code == 0
+    # --accept says what it wrote, and how to use it.
+    assert err.splitlines()[-1] == (
+        f"envpack: accepted 1 change (1 major) into {accepted}; "
+        f"give it back with --accepted {accepted} so only new drift fails"
+    )
     assert (
         json.loads(accepted.read_text())["changes"][0]["where"]
         == "python_packages/requests.version"
@@ -260,6 +272,86 @@ def test_requirement_notes_go_to_stderr(
         monkeypatch,
     )
     assert code == 1
-    assert err == f"envpack: note: {req}:1: editable requirement './app' not checked\n"
+    assert err.startswith(f"envpack: note: {req}:1: editable requirement './app' not checked\n")
     reasons = [c["reason"] for c in json.loads(out)["drifts"][0]["changes"]]
     assert "prod: requests 1.0.0 does not satisfy requests>=2.31" in reasons
+
+
+def test_fail_on_none_reports_without_failing(
+    pair: tuple[Path, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dev, prod = map(str, pair)
+    code, out, err = run(
+        ["diff", dev, prod, "--fail-on", "none", "--format", "json"], capsys, monkeypatch
+    )
+    assert code == 0
+    verdict = json.loads(out)["verdict"]
+    assert (verdict["threshold"], verdict["worst"], verdict["failed"]) == ("none", "major", False)
+    assert err == (
+        "envpack: PASSED: worst drift is major, below fail-on none; 1 major across 2 "
+        "environments (exit 0)\n"
+    )
+    code, out, _ = run(["diff", dev, prod, "--fail-on", "none"], capsys, monkeypatch)
+    assert code == 0 and "1.0.0" in out and out.rstrip().endswith("(exit 0)")
+
+
+def test_passing_diff_says_so_on_stderr(
+    pair: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dev, _ = map(str, pair)
+    code, _, err = run(
+        ["diff", dev, dev, "--format", "html", "-o", str(tmp_path / "r.html")], capsys, monkeypatch
+    )
+    assert code == 0
+    assert err == "envpack: PASSED: no drift across 2 environments (fail-on: major)\n"
+
+
+def test_help_lists_every_choice(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from envpack.diff.reporters import REPORTER_IDS
+    from envpack.manifest import SECTIONS
+
+    _, out, _ = run(["diff", "--help"], capsys, monkeypatch)
+    flat = " ".join(out.replace("│", " ").split())
+    for choice in (*REPORTER_IDS, "critical", "major", "minor", "patch", "info", "none"):
+        assert f" {choice}" in flat, choice
+    _, out, _ = run(["capture", "--help"], capsys, monkeypatch)
+    flat = " ".join(out.replace("│", " ").split())
+    for section in SECTIONS:
+        assert section in flat, section
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["diff", "A", "B", "--fail-on", "huge"],
+            "--fail-on: unknown severity 'huge'; choose from critical, major, minor, patch, "
+            "info or none",
+        ),
+        (
+            ["diff", "A", "B", "--format", "pdf"],
+            "unknown format 'pdf'; choose from table, json, markdown, junit, sarif, github or html",
+        ),
+        (
+            ["capture", "--only", "app"],
+            "--only: unknown section 'app'; choose from interpreters, python_packages, os, "
+            "system_packages, binaries, libraries, config_files, env or network",
+        ),
+    ],
+)
+def test_unknown_values_name_the_choices_in_plain_words(
+    args: list[str],
+    message: str,
+    pair: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    args = [{"A": str(pair[0]), "B": str(pair[1])}.get(a, a) for a in args]
+    code, out, err = run(args, capsys, monkeypatch)
+    assert (code, out) == (2, "")
+    assert err == f"envpack: error: {message}\n"

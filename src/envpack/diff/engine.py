@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from envpack._inputfile import MANIFEST_LIMIT, read_bounded
 from envpack.diff.compare import MISSING, cell, compare
@@ -50,6 +51,8 @@ class Outcome:
 
     result: DiffResult
     accepted_file: bytes | None = None
+    accepted_counts: dict[Severity, int] = dataclasses.field(default_factory=dict)
+    """What the ``--accept`` document holds: its changes by severity before acceptance."""
 
 
 def load_environments(paths: Sequence[str]) -> list[Environment]:
@@ -229,12 +232,19 @@ def _notes(environments: Sequence[Environment], declared: Declared | None) -> li
     return notes
 
 
+def _threshold(fail_on: Severity | Literal["none"] | None, policy: Policy) -> Severity | None:
+    """``--fail-on`` wins over the policy's; ``"none"`` (``--fail-on none``) never fails."""
+    if fail_on is None:
+        return policy.fail_on
+    return None if isinstance(fail_on, str) else fail_on
+
+
 def run_diff(
     environments: Sequence[Environment],
     *,
     baseline: str | None = None,
     policy: Policy | None = None,
-    fail_on: Severity | None = None,
+    fail_on: Severity | Literal["none"] | None = None,
     declared: Declared | None = None,
     accepted: Path | None = None,
     accept: bool = False,
@@ -268,12 +278,14 @@ def run_diff(
     fingerprints = load_accepted(accepted_path) if accepted_path is not None else frozenset()
     drifts = [apply_policy(policy, d, fingerprints) for d in raw]
     document = None
+    accepted_counts: dict[Severity, int] = {}
     if accept:
         document = accepted_document(drifts)
+        accepted_counts = dict(Counter(c.severity for d in drifts for c in d.changes))
         drifts = [apply_policy(policy, d, accept_all=True) for d in raw]
     counts = Counter(c.severity for d in drifts for c in d.changes)
     verdict = Verdict(
-        threshold=fail_on if fail_on is not None else policy.fail_on,
+        threshold=_threshold(fail_on, policy),
         worst=max(counts, default=None),
         counts={s: counts.get(s, 0) for s in Severity},
     )
@@ -285,4 +297,4 @@ def run_diff(
         values=_values(environments, drifts, declared.targets if declared is not None else {}),
         notes=[*source_notes, *_notes(environments, declared)],
     )
-    return Outcome(result, document)
+    return Outcome(result, document, accepted_counts)

@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Any
 
+from envpack.errors import choices_text
+
 __all__ = [
+    "FAIL_ON_NONE",
     "Change",
     "ChangeKind",
     "DiffResult",
@@ -14,6 +17,7 @@ __all__ = [
     "Placed",
     "Severity",
     "Verdict",
+    "parse_fail_on",
     "place",
 ]
 
@@ -60,8 +64,26 @@ class Severity(IntEnum):
         try:
             return cls[text.strip().upper()]
         except KeyError:
-            choices = ", ".join(s.label for s in cls)
+            choices = choices_text([s.label for s in reversed(cls)])
             raise ValueError(f"unknown severity {text!r}; choose from {choices}") from None
+
+
+FAIL_ON_NONE = "none"
+"""``--fail-on none``: report every change, never fail the gate."""
+
+
+def parse_fail_on(text: str) -> Severity | None:
+    """A fail-on value: a severity name, or ``none`` (``None``: the gate never fails).
+
+    Raises ``ValueError`` naming the choices in plain words.
+    """
+    if text.strip().lower() == FAIL_ON_NONE:
+        return None
+    try:
+        return Severity.parse(text)
+    except ValueError:
+        choices = choices_text([*(s.label for s in reversed(Severity)), FAIL_ON_NONE])
+        raise ValueError(f"unknown severity {text!r}; choose from {choices}") from None
 
 
 class ChangeKind(str, Enum):
@@ -117,13 +139,22 @@ class Drift:
 class Verdict:
     """The gate's answer: did any change reach the threshold?"""
 
-    threshold: Severity
+    threshold: Severity | None
+    """The fail-on severity; ``None`` for ``--fail-on none`` (report, never fail)."""
     worst: Severity | None
     counts: dict[Severity, int]
 
     @property
+    def threshold_label(self) -> str:
+        return self.threshold.label if self.threshold is not None else FAIL_ON_NONE
+
+    def fails(self, severity: Severity) -> bool:
+        """Does a change of this severity fail the gate?"""
+        return self.threshold is not None and severity >= self.threshold
+
+    @property
     def failed(self) -> bool:
-        return self.worst is not None and self.worst >= self.threshold
+        return self.worst is not None and self.fails(self.worst)
 
     @property
     def exit_code(self) -> int:

@@ -4,7 +4,7 @@ Read from ``[policy]`` in ``envpack.toml`` or ``[tool.envpack.policy]`` in
 ``pyproject.toml`` (the nearest one, or the file given with ``--policy``)::
 
     [policy]
-    fail-on = "major"                      # default "major"; --fail-on wins
+    fail-on = "major"                      # default "major"; "none" never fails; --fail-on wins
     ignore = ["env/HOSTNAME", "network/listen:*", "python_packages/*.location"]
     accepted = "envpack-accepted.json"     # like --accepted; relative to this file
 
@@ -41,7 +41,7 @@ from typing import Any
 
 from envpack._inputfile import MANIFEST_LIMIT, read_bounded
 from envpack._jsontext import indented_json
-from envpack.diff.model import Change, Drift, Severity
+from envpack.diff.model import Change, Drift, Severity, parse_fail_on
 from envpack.errors import DiffError, EnvpackError
 from envpack.settings import load_settings
 
@@ -87,7 +87,8 @@ class Expected:
 class Policy:
     """The parsed ``[policy]`` table."""
 
-    fail_on: Severity = Severity.MAJOR
+    fail_on: Severity | None = Severity.MAJOR
+    """``None``: ``fail-on = "none"``, the gate reports and never fails."""
     ignore: tuple[str, ...] = ()
     expected: tuple[Expected, ...] = ()
     severity: tuple[tuple[str, Severity], ...] = ()
@@ -122,6 +123,15 @@ def _severity(value: Any, where: str) -> Severity:
         raise DiffError(f"{where}: {err}") from err
 
 
+def _fail_on(value: Any, where: str) -> Severity | None:
+    if not isinstance(value, str):
+        raise DiffError(f"{where} must be a severity name or none")
+    try:
+        return parse_fail_on(value)
+    except ValueError as err:
+        raise DiffError(f"{where}: {err}") from err
+
+
 def policy_from_table(table: dict[str, Any], origin: str, base: Path | None = None) -> Policy:
     """Check and convert a ``[policy]`` table; a :class:`DiffError` names the bad entry."""
     unknown = sorted(set(table) - set(_KNOWN_KEYS))
@@ -130,7 +140,7 @@ def policy_from_table(table: dict[str, Any], origin: str, base: Path | None = No
             f"{origin}: unknown [policy] key {unknown[0]!r}; known: {', '.join(_KNOWN_KEYS)}"
         )
     fail_on = (
-        _severity(table["fail-on"], f"{origin}: [policy] fail-on")
+        _fail_on(table["fail-on"], f"{origin}: [policy] fail-on")
         if "fail-on" in table
         else Severity.MAJOR
     )

@@ -52,7 +52,7 @@ network            DNS nameservers, search domains, proxies     major
 network            MTU, routes, listening ports, addresses …    minor
 binaries           removed                                      major
 binaries           added, changed                               minor
-app                anything                                     minor
+any other section  anything                                     minor
 meta               count of capture issues                      info
 requirements       requirement or requires-python not met       critical
 =================  ===========================================  ==========

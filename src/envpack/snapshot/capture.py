@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 from envpack import __version__
-from envpack.errors import UsageError
+from envpack.errors import UsageError, choices_text
 from envpack.manifest import (
     CAPTURED,
     NOT_APPLICABLE,
@@ -64,7 +64,8 @@ def capture(
     if options.only is not None:
         unknown = sorted(options.only - set(SECTIONS))
         if unknown:
-            raise UsageError(f"--only: unknown section {unknown[0]!r}; choose from {SECTIONS}")
+            choices = choices_text(SECTIONS)
+            raise UsageError(f"--only: unknown section {unknown[0]!r}; choose from {choices}")
         options = replace(options, only=with_inputs(options.only))
     ctx = CaptureContext(source=source, options=options, redactor=redactor)
     if progress is not None:
@@ -96,7 +97,7 @@ def capture(
 def coverage(ctx: CaptureContext) -> dict[str, str]:
     """``meta.coverage``: what this capture covers, section by section.
 
-    A section no probe records (``app``), or one the source says cannot apply to it
+    A section no probe records, or one the source says cannot apply to it
     (:attr:`Source.not_applicable`), is ``not_applicable``; one ``--only`` left out is
     ``not_captured``; every other one was captured, so an empty section is really empty.
     """

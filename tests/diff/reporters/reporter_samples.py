@@ -152,15 +152,27 @@ def two_env_changes() -> list[Change]:
             S.MINOR,
             "DNS servers differ",
         ),
+        # As the engine makes them: field = the environment missing the requirement,
+        # before/after = the versions the baseline and prod have (None: not installed).
         Change(
             "requirements",
-            "requests",
-            None,
             "requests>=2.31",
+            "prod",
+            "2.31.0",
             "2.27.1",
             K.UNSATISFIED,
             S.CRITICAL,
             "prod: requests 2.27.1 does not satisfy requests>=2.31",
+        ),
+        Change(
+            "requirements",
+            "flask>=3",
+            "prod",
+            "3.0.0",
+            None,
+            K.UNSATISFIED,
+            S.CRITICAL,
+            "prod: flask is not installed (required: flask>=3)",
         ),
         # Lowered to info by the policy: an expected difference and an accepted one.
         Change(
@@ -188,12 +200,17 @@ def two_env_changes() -> list[Change]:
     ]
 
 
+def _uninstalled(change: Change) -> bool:
+    return change.section == "requirements" and change.after is None
+
+
 def two_env(threshold: Severity = S.MAJOR) -> DiffResult:
     drifts = [Drift("dev", "prod", two_env_changes())]
     values = {
         (c.section, c.key, c.field): {
             **({"dev": c.before} if c.kind is not K.ADDED else {}),
-            **({"prod": c.after} if c.kind is not K.REMOVED else {}),
+            # (a requirement's package that is not installed has no value, as in the engine)
+            **({"prod": c.after} if c.kind is not K.REMOVED and not _uninstalled(c) else {}),
         }
         for c in drifts[0].changes
     }
@@ -287,6 +304,32 @@ def three_env(threshold: Severity = S.CRITICAL) -> DiffResult:
             "DNS servers differ",
         ),
     ]
+    # urllib3<2: dev (the baseline) misses it, staging meets it, prod does not have it.
+    # The baseline's own miss goes with the first drift, as the engine does.
+    staging.append(
+        Change(
+            "requirements",
+            "urllib3<2",
+            "dev",
+            "2.0.7",
+            "1.26.18",
+            K.UNSATISFIED,
+            S.CRITICAL,
+            "dev: urllib3 2.0.7 does not satisfy urllib3<2",
+        )
+    )
+    prod.append(
+        Change(
+            "requirements",
+            "urllib3<2",
+            "prod",
+            "2.0.7",
+            None,
+            K.UNSATISFIED,
+            S.CRITICAL,
+            "prod: urllib3 is not installed (required: urllib3<2)",
+        )
+    )
     drifts = [Drift("dev", "staging", staging), Drift("dev", "prod", prod)]
     values: dict[tuple[str, str, str | None], dict[str, Any]] = {
         ("interpreters", "python", "version"): {
@@ -302,6 +345,8 @@ def three_env(threshold: Severity = S.CRITICAL) -> DiffResult:
         ("python_packages", "enum34", None): {"prod": {"version": "1.1.10"}},
         ("env", "GREETING", "value"): {"dev": UNICODE, "prod": AWKWARD_SCRIPT},
         ("network", "dns", "servers"): {"dev": ["10.0.0.2"], "staging": ["10.0.0.2"], "prod": None},
+        ("requirements", "urllib3<2", "dev"): {"dev": "2.0.7", "staging": "1.26.18"},
+        ("requirements", "urllib3<2", "prod"): {"dev": "2.0.7", "staging": "1.26.18"},
     }
     return DiffResult(
         ["dev", "staging", "prod"], "dev", drifts, verdict_for(drifts, threshold), values

@@ -41,7 +41,7 @@ def test_levels_follow_the_threshold() -> None:
 def test_changes_sort_by_manifest_section_order_then_key() -> None:
     where = [c.where for c in sorted_changes(reversed(two_env().drifts[0].changes))]
     assert where[0] == "interpreters/python.implementation"
-    assert where[-1] == "requirements/requests"  # not a manifest section: after them all
+    assert where[-1] == "requirements/requests>=2.31.prod"  # not a manifest section: last
     sections = [w.split("/", 1)[0] for w in where]
     assert sections == sorted(
         sections,
@@ -105,7 +105,7 @@ def test_matrix_honours_a_baseline_that_is_not_first() -> None:
 
 def test_verdict_line() -> None:
     assert verdict_line(two_env()) == (
-        "FAILED: worst drift is critical, at or above fail-on major; 4 critical, 3 major, "
+        "FAILED: worst drift is critical, at or above fail-on major; 5 critical, 3 major, "
         "3 minor, 2 patch, 3 info across 2 environments (exit 1)"
     )
     passed = two_env(threshold=Severity.CRITICAL)

@@ -53,9 +53,12 @@ def test_escape_round_trip(text: str) -> None:
 def test_one_annotation_per_change_with_level_from_threshold() -> None:
     report = GithubReporter().render(two_env())
     commands = _commands(report)
-    # 15 changes and the one note.
-    assert len(commands) == 16
-    assert sorted(c for c, _, _ in commands) == ["error"] * 7 + ["notice"] * 6 + ["warning"] * 3
+    # 16 changes and the one note.
+    assert len(commands) == 17
+    assert sorted(c for c, _, _ in commands) == ["error"] * 8 + ["notice"] * 6 + ["warning"] * 3
+    # Worst first: every error before any warning, every warning before any notice.
+    levels = [c for c, _, _ in commands[:-1]]
+    assert levels == sorted(levels, key=["error", "warning", "notice"].index)
     assert commands[-1] == (
         "notice",
         {"title": "envpack note"},
@@ -78,9 +81,9 @@ def test_hostile_names_cannot_inject_commands_or_properties() -> None:
     result.drifts[1].other = "pr,od:x\n::error::owned"
     paths = {"pr,od:x\n::error::owned": "a,b:c.json"}
     commands = _commands(GithubReporter(paths).render(result))
-    assert len(commands) == 8
+    assert len(commands) == 10
     prod = [c for c in commands if c[1]["title"].endswith("owned")]
-    assert len(prod) == 5
+    assert len(prod) == 6
     assert prod[0][1] == {
         "title": "envpack: critical drift in pr,od:x\n::error::owned",
         "file": "a,b:c.json",
@@ -89,7 +92,7 @@ def test_hostile_names_cannot_inject_commands_or_properties() -> None:
 
 def test_threshold_changes_levels() -> None:
     commands = _commands(GithubReporter().render(two_env(threshold=Severity.INFO)))
-    assert [c for c, _, _ in commands] == ["error"] * 15 + ["notice"]  # the note
+    assert [c for c, _, _ in commands] == ["error"] * 16 + ["notice"]  # the note
 
 
 def test_no_drift_is_only_the_summary() -> None:

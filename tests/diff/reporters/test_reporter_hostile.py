@@ -153,7 +153,7 @@ def check_all(result: DiffResult, paths: dict[str, str] | None = None) -> None:
             check_github(report, changes + len(result.notes))
         elif format_id == "junit":
             failing = sum(
-                c.severity >= result.verdict.threshold for d in result.drifts for c in d.changes
+                result.verdict.fails(c.severity) for d in result.drifts for c in d.changes
             )
             check_junit(report, failing)
         elif format_id in {"json", "sarif"}:

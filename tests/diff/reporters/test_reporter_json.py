@@ -29,11 +29,11 @@ def test_shape_and_verdict() -> None:
         "worst": "critical",
         "failed": True,
         "exit_code": 1,
-        "counts": {"critical": 4, "major": 3, "minor": 3, "patch": 2, "info": 3},
+        "counts": {"critical": 5, "major": 3, "minor": 3, "patch": 2, "info": 3},
     }
     (drift,) = doc["drifts"]
     assert (drift["baseline"], drift["other"]) == ("dev", "prod")
-    assert len(drift["changes"]) == 15
+    assert len(drift["changes"]) == 16
     assert set(drift["changes"][0]) == {
         "section",
         "key",

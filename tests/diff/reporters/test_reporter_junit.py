@@ -22,15 +22,17 @@ def test_two_environments(tmp_path: Path) -> None:
     xml = _read(tmp_path, JunitReporter().render(two_env()))
     (suite,) = list(xml)
     assert suite.name == "dev → prod"
-    # 15 changes + one passing case per manifest section without change
-    # (system_packages, binaries, app).
+    # 16 changes + one passing case per manifest section without change
+    # (system_packages, binaries).
     assert suite.tests == 18
-    assert suite.failures == 7  # 4 critical + 3 major: at or above the major threshold
+    assert suite.failures == 8  # 5 critical + 3 major: at or above the major threshold
     assert suite.errors == 0
     cases = list(suite)
     assert len(cases) == 18
     failed = [c for c in cases if c.result and isinstance(c.result[0], Failure)]
-    assert sorted(f.result[0].type for f in failed) == ["critical"] * 4 + ["major"] * 3
+    # Worst first: the failures lead, criticals before majors.
+    assert [f.result[0].type for f in cases[:8]] == ["critical"] * 5 + ["major"] * 3
+    assert len(failed) == 8
     by_name = {(c.classname, c.name): c for c in cases}
     python = by_name[("interpreters", "python.version")]
     assert python.result[0].message.startswith("critical: Python major version differs")
@@ -38,25 +40,27 @@ def test_two_environments(tmp_path: Path) -> None:
     greeting = by_name[("env", "GREETING.value")]
     assert greeting.is_passed
     assert AWKWARD_SCRIPT in greeting.system_out
-    assert by_name[("app", "no drift")].is_passed
+    assert by_name[("binaries", "no drift")].is_passed
+    assert ("app", "no drift") not in by_name  # no such section
     assert ("os", "no drift") not in by_name  # os has a change (the expected hostname)
 
 
 def test_threshold_moves_failures(tmp_path: Path) -> None:
     xml = _read(tmp_path, JunitReporter().render(two_env(threshold=Severity.INFO)))
     (suite,) = list(xml)
-    assert (suite.tests, suite.failures) == (18, 15)
+    assert (suite.tests, suite.failures) == (18, 16)
 
 
 def test_one_suite_per_pair(tmp_path: Path) -> None:
     xml = _read(tmp_path, JunitReporter().render(three_env()))
     suites = {s.name: s for s in xml}
     assert set(suites) == {"dev → staging", "dev → prod"}
-    assert (suites["dev → staging"].tests, suites["dev → staging"].failures) == (3 + 7, 0)
-    assert (suites["dev → prod"].tests, suites["dev → prod"].failures) == (5 + 6, 1)
+    # requirements is no manifest section: its rows add a case, not a section.
+    assert (suites["dev → staging"].tests, suites["dev → staging"].failures) == (4 + 6, 1)
+    assert (suites["dev → prod"].tests, suites["dev → prod"].failures) == (6 + 5, 2)
     assert sum(s.tests for s in suites.values()) == 21
     root = JUnitXml.fromstring(JunitReporter().render(three_env()).encode("utf-8"))
-    assert (root.tests, root.failures) == (21, 1)  # the <testsuites> totals agree
+    assert (root.tests, root.failures) == (21, 3)  # the <testsuites> totals agree
 
 
 def test_clean_diff_passes_every_section(tmp_path: Path) -> None:

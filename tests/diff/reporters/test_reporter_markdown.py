@@ -25,7 +25,7 @@ def test_one_table_per_pair_with_every_row_intact() -> None:
     (table,) = page.tables
     header, *rows = table
     assert [c.text for c in header] == ["severity", "component", "kind", "dev", "prod", "reason"]
-    assert len(rows) == 15
+    assert len(rows) == 16
     assert all(len(row) == 6 for row in rows)  # no pipe in a value split a row
     cells = {row[1].text: row for row in rows}
     pipe_row = cells[f"config_files//etc/app|x.ini.{AWKWARD_PIPE}"]
@@ -97,18 +97,18 @@ def test_long_tables_keep_the_most_severe_rows() -> None:
     page = parse(_rendered(report))
     rows = page.tables[0][1:]
     assert [r[0].text for r in rows] == ["🔴 critical"] * 4
-    # Kept rows stay in report order (section, key), not severity order.
+    # Worst first, then section order (requirements last), component and field.
     assert [r[1].text for r in rows] == [
         "interpreters/python.implementation",
         "interpreters/python.version",
         "libraries/libssl.so.soname",
-        "requirements/requests",
+        "requirements/flask>=3 in prod",
     ]
-    assert "_11 less severe rows not shown; `--format html` or `--format json` has them all._" in (
+    assert "_12 less severe rows not shown; `--format html` or `--format json` has them all._" in (
         report
     )
     matrix = parse(_rendered(MarkdownReporter(max_rows=2).render(three_env()))).tables[-1]
     assert [r[0].text for r in matrix[1:]] == [
         "interpreters/python.version",
-        "python_packages/requests.version",
+        "requirements/urllib3<2",
     ]

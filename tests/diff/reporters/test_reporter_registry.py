@@ -25,7 +25,7 @@ def test_unknown_format_is_a_usage_error_naming_the_choices() -> None:
     with pytest.raises(UsageError) as info:
         get_reporter("yaml")
     assert str(info.value) == (
-        "unknown format 'yaml'; choose from table, json, markdown, junit, sarif, github, html"
+        "unknown format 'yaml'; choose from table, json, markdown, junit, sarif, github or html"
     )
     assert "\n" not in str(info.value)
 
@@ -45,6 +45,8 @@ def test_fingerprints_pass_through_and_nothing_else_of_a_secret(format_id: str) 
     # (The table folds long cells: give it room so the fingerprint stays on one line.)
     reporter = TableReporter(width=300) if format_id == "table" else get_reporter(format_id)
     text = reporter.render(two_env())
+    if format_id == "html":  # what the reader sees: <wbr> marks where a line may break
+        text = text.replace("<wbr>", "")
     assert "hmac-sha256:0123456789abcdef0123456789abcdef" in text
 
 

@@ -55,7 +55,7 @@ def test_driver_rules_and_results() -> None:
     assert "interpreters/downgraded" in rule_ids
     assert "requirements/unsatisfied" in rule_ids
     results = run["results"]
-    assert len(results) == 15
+    assert len(results) == 16
     for result in results:
         assert driver["rules"][result["ruleIndex"]]["id"] == result["ruleId"]
     python = next(
@@ -73,8 +73,8 @@ def test_driver_rules_and_results() -> None:
     assert "physicalLocation" not in python["locations"][0]
     assert python["properties"]["before"] == "3.11.7"
     levels = sorted(r["level"] for r in results)
-    # threshold major: 7 at/above → error; 3 minor → warning; 2 patch + 3 info → note.
-    assert levels == ["error"] * 7 + ["note"] * 5 + ["warning"] * 3
+    # threshold major: 8 at/above → error; 3 minor → warning; 2 patch + 3 info → note.
+    assert levels == ["error"] * 8 + ["note"] * 5 + ["warning"] * 3
     suppressed = {r["properties"]["key"]: r["suppressions"] for r in results if "suppressions" in r}
     assert suppressed == {
         "os": [
@@ -101,7 +101,7 @@ def test_levels_follow_the_threshold() -> None:
     results = json.loads(SarifReporter().render(two_env(threshold=Severity.CRITICAL)))["runs"][0][
         "results"
     ]
-    assert sorted(r["level"] for r in results).count("error") == 4
+    assert sorted(r["level"] for r in results).count("error") == 5
 
 
 def test_manifest_paths_become_artifact_locations() -> None:

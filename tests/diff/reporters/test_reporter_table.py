@@ -6,6 +6,7 @@ import re
 
 from reporter_samples import no_drift, three_env, two_env
 
+from envpack.diff.model import Severity
 from envpack.diff.reporters.table import TableReporter
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -15,38 +16,24 @@ def test_plain_text_has_no_escape_codes_and_ends_with_the_summary() -> None:
     text = TableReporter().render(two_env())
     assert "\x1b" not in text
     lines = text.splitlines()
-    assert lines[0] == "dev → prod  15 changes, worst critical"
+    assert lines[0] == "dev → prod  16 changes, worst critical"
     assert lines[-1].startswith("FAILED: worst drift is critical")
     assert all(line == line.rstrip() for line in lines)
 
 
-def test_sections_appear_once_each_in_manifest_order() -> None:
-    lines = TableReporter().render(two_env()).splitlines()
-    titles = [
-        line
-        for line in lines
-        if line
-        in {
-            "interpreters",
-            "python_packages",
-            "os",
-            "libraries",
-            "config_files",
-            "env",
-            "network",
-            "requirements",
-        }
-    ]
-    assert titles == [
-        "interpreters",
-        "python_packages",
-        "os",
-        "libraries",
-        "config_files",
-        "env",
-        "network",
-        "requirements",
-    ]
+def test_rows_go_worst_first_then_section_order() -> None:
+    for width in (80, 120):
+        lines = TableReporter(width=width).render(two_env()).splitlines()
+        severities = [
+            line.split()[0]
+            for line in lines
+            if line.split()[:1] and line.split()[0] in {s.label for s in Severity}
+        ]
+        assert len(severities) == 16
+        assert severities == sorted(severities, key=lambda s: -Severity.parse(s))
+        criticals = [line.split()[1] for line in lines if line.startswith("critical")]
+        assert criticals[0].startswith("interpreters/")  # manifest order within a severity
+        assert criticals[-1].startswith("requirements/")  # not a manifest section: last
 
 
 def test_colour_marks_severity() -> None:
@@ -85,5 +72,17 @@ def test_three_environments_give_a_matrix_with_the_baseline_first() -> None:
     assert header.split()[1:] == ["component", "dev", "(baseline)", "staging", "prod"]
     row = next(line for line in lines if "python.version" in line)
     # The same row the Markdown matrix shows: each environment's own value.
-    assert row.split() == ["critical", "python.version", "3.11.7", "3.11.9", "2.7.18"]
+    assert row.split() == ["critical", "interpreters/python.version", "3.11.7", "3.11.9", "2.7.18"]
+    # One requirement row: dev (the baseline) misses it, staging meets it, prod lacks it.
+    row = next(line for line in lines if "urllib3" in line)
+    assert row.split() == ["critical", "requirements/urllib3<2", "2.0.7", "1.26.18", "—"]
     assert not any("→" in line for line in lines[:-1])  # no pairwise blocks
+
+
+def test_matrix_colours_every_environment_missing_a_requirement() -> None:
+    text = TableReporter(width=160).render(three_env(), color=True)
+    row = next(line for line in text.splitlines() if "urllib3" in line)
+    # critical (bold red) on dev's and prod's cells, nothing on staging's, which meets it.
+    assert "\x1b[1;31m2.0.7" in row
+    assert "\x1b[1;31m—" in row
+    assert "1.26.18" in row and "\x1b[1;31m1.26.18" not in row

@@ -1,7 +1,8 @@
 """``--format github``: GitHub Actions workflow commands, one annotation per change.
 
 ``::error`` at or above the fail-on threshold, ``::warning`` for a major or minor change
-below it, ``::notice`` otherwise; the summary line comes last as plain log text.
+below it, ``::notice`` otherwise, worst first; the summary line comes last as plain log
+text.
 Data and properties are escaped as the Actions runner expects (:mod:`envpack._escape`):
 a value holding a line break or ``::`` can never start a command of its own, a property
 cannot end early, and no control character (an ANSI colour, a bidi override) reaches the
@@ -17,10 +18,11 @@ from envpack.diff.model import DiffResult
 from envpack.diff.reporters._common import (
     after_text,
     before_text,
+    component,
     encodable,
     level,
-    sorted_changes,
     verdict_line,
+    worst_first,
 )
 
 __all__ = ["GithubReporter"]
@@ -40,14 +42,14 @@ class GithubReporter:
         threshold = result.verdict.threshold
         lines = []
         for drift in result.drifts:
-            for change in sorted_changes(drift.changes):
+            for change in worst_first(drift.changes):
                 command = _COMMAND[level(change.severity, threshold)]
                 props = {"title": f"envpack: {change.severity.label} drift in {drift.other}"}
                 path = self.manifest_paths.get(drift.other)
                 if path:
                     props["file"] = path
                 message = (
-                    f"{change.where} {change.kind.value}: "
+                    f"{component(change)} {change.kind.value}: "
                     f"{drift.baseline} {before_text(change, _VALUE_LIMIT)} → "
                     f"{drift.other} {after_text(change, _VALUE_LIMIT)}. {change.reason}"
                 )

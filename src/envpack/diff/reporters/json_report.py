@@ -8,7 +8,7 @@ meaning without a new ``schema_version``)::
       "environments": ["dev", "prod"],          # command-line order
       "baseline": "dev",
       "verdict": {
-        "threshold": "major",                   # the fail-on severity
+        "threshold": "major",                   # the fail-on severity, or "none"
         "worst": "critical" | null,             # null: no drift at all
         "failed": true,
         "exit_code": 1,
@@ -60,7 +60,7 @@ class JsonReporter:
             "environments": list(result.environments),
             "baseline": result.baseline,
             "verdict": {
-                "threshold": verdict.threshold.label,
+                "threshold": verdict.threshold_label,
                 "worst": verdict.worst.label if verdict.worst is not None else None,
                 "failed": verdict.failed,
                 "exit_code": verdict.exit_code,

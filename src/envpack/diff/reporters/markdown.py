@@ -9,7 +9,6 @@ or an HTML tag, ping someone with ``@`` or cross-reference an issue.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TypeVar
 
 from envpack._escape import for_markdown as text
@@ -20,10 +19,11 @@ from envpack.diff.reporters._common import (
     SEVERITIES_DESC,
     after_text,
     before_text,
+    component,
     encodable,
     matrix_rows,
-    sorted_changes,
     verdict_line,
+    worst_first,
 )
 
 __all__ = ["SEVERITY_MARK", "MarkdownReporter"]
@@ -48,12 +48,9 @@ def _mark(severity: Severity) -> str:
     return f"{SEVERITY_MARK[severity]} {severity.label}"
 
 
-def _keep_worst(items: list[_T], severity: Callable[[_T], Severity], limit: int) -> list[_T]:
-    """The ``limit`` most severe items, in their original order."""
-    if len(items) <= limit:
-        return items
-    ranked = sorted(range(len(items)), key=lambda i: -severity(items[i]))[:limit]
-    return [items[i] for i in sorted(ranked)]
+def _keep_worst(items: list[_T], limit: int) -> list[_T]:
+    """The first ``limit`` items: the most severe, since every table is worst first."""
+    return items[:limit]
 
 
 def _omitted(count: int) -> list[str]:
@@ -87,7 +84,7 @@ class MarkdownReporter:
             )
             lines += [f"Baseline: {code(result.baseline)} · {legend}", ""]
         for drift in result.drifts:
-            changes = sorted_changes(drift.changes)
+            changes = worst_first(drift.changes)
             lines.append(f"### {text(drift.baseline)} → {text(drift.other)}")
             lines.append("")
             if not changes:
@@ -98,12 +95,12 @@ class MarkdownReporter:
                 "| reason |"
             )
             lines.append("|---|---|---|---|---|---|")
-            shown = _keep_worst(changes, lambda c: c.severity, self.max_rows)
+            shown = _keep_worst(changes, self.max_rows)
             for c in shown:
                 before = _value(before_text(c, _VALUE_LIMIT))
                 after = _value(after_text(c, _VALUE_LIMIT))
                 lines.append(
-                    f"| {_mark(c.severity)} | {code(c.where)} | {c.kind.value} "
+                    f"| {_mark(c.severity)} | {code(component(c))} | {c.kind.value} "
                     f"| {before} | {after} | {text(c.reason)} |"
                 )
             lines.append("")
@@ -129,7 +126,7 @@ class MarkdownReporter:
             f"| component | {header} |",
             "|---" * (len(result.environments) + 1) + "|",
         ]
-        shown = _keep_worst(rows, lambda r: r.worst or Severity.INFO, self.max_rows)
+        shown = _keep_worst(rows, self.max_rows)
         for row in shown:
             cells = []
             for env in result.environments:
@@ -138,7 +135,7 @@ class MarkdownReporter:
                 cells.append(
                     f"{SEVERITY_MARK[cell.change.severity]} {value}" if cell.change else value
                 )
-            lines.append(f"| {code(row.where)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {code(component(row))} | " + " | ".join(cells) + " |")
         lines.append("")
         if len(shown) < len(rows):
             lines += _omitted(len(rows) - len(shown))

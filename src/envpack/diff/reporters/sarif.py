@@ -179,7 +179,7 @@ class SarifReporter:
                     "properties": {
                         "environments": list(result.environments),
                         "baseline": result.baseline,
-                        "threshold": verdict.threshold.label,
+                        "threshold": verdict.threshold_label,
                         "worst": verdict.worst.label if verdict.worst is not None else None,
                     },
                 }

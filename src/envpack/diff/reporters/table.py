@@ -1,9 +1,15 @@
-"""``--format table`` (the default): a terminal report grouped by section.
+"""``--format table`` (the default): a terminal report, worst change first.
 
-Two environments: one table per section, rows coloured by severity. Three or more: a
-matrix per section, each changed component across every environment (baseline first),
-each cell coloured by the severity of its change from the baseline. The summary line
-comes last so it is what a CI log shows at the bottom.
+Two environments: one table per drift, rows ordered by severity (worst first), then
+section, component and field, coloured by severity. Three or more: one matrix, each
+changed component across every environment (baseline first), each cell coloured by the
+severity of its change from the baseline, worst row first. The summary line comes last so
+it is what a CI log shows at the bottom.
+
+The width is the caller's (the CLI passes the terminal's, or ``COLUMNS``); cells wrap at
+word and path boundaries (:mod:`._wrap`), never mid-word. Below 100 columns a change is
+two lines (component and values; the reason under them) instead of six columns, so 80
+columns stay readable.
 
 Every text from the manifests (keys, labels, reasons, values, environment names) goes in
 as a rich ``Text`` — never parsed as markup — after :func:`~envpack._escape.for_terminal`,
@@ -14,7 +20,6 @@ bidi controls or break a row.
 from __future__ import annotations
 
 import io
-from itertools import groupby
 
 from rich import box
 from rich.console import Console
@@ -22,16 +27,18 @@ from rich.table import Table
 from rich.text import Text
 
 from envpack._escape import for_terminal as shown
-from envpack.diff.model import DiffResult, Severity
+from envpack.diff.model import Change, DiffResult, Drift, Severity
 from envpack.diff.reporters._common import (
     MatrixRow,
     after_text,
     before_text,
+    component,
     encodable,
     matrix_rows,
-    sorted_changes,
     verdict_line,
+    worst_first,
 )
+from envpack.diff.reporters._wrap import Wrapped
 
 __all__ = ["SEVERITY_STYLE", "TableReporter"]
 
@@ -46,12 +53,21 @@ SEVERITY_STYLE: dict[Severity, str] = {
 _VALUE_LIMIT = 60
 
 
+DEFAULT_WIDTH = 120
+"""The width when the caller knows none (a file, a pipe without ``COLUMNS``)."""
+
+WIDE = 100
+"""From this width on, a drift is a table of one column per field; below, each change is
+two lines (component and values, then the reason), which 80 columns hold without
+squeezing any of them."""
+
+
 class TableReporter:
     id = "table"
 
-    def __init__(self, width: int = 120) -> None:
+    def __init__(self, width: int = DEFAULT_WIDTH) -> None:
         # A fixed width by default so the same result always gives the same text; the CLI
-        # may pass the terminal's width.
+        # passes the terminal's width.
         self.width = width
 
     def render(self, result: DiffResult, *, color: bool = False) -> str:
@@ -83,7 +99,7 @@ class TableReporter:
 
     def _pairs(self, console: Console, result: DiffResult) -> None:
         for drift in result.drifts:
-            changes = sorted_changes(drift.changes)
+            changes = worst_first(drift.changes)
             head = Text(f"{shown(drift.baseline)} → {shown(drift.other)}", style="bold")
             worst = drift.worst
             if worst is not None:
@@ -92,27 +108,9 @@ class TableReporter:
             else:
                 head.append("  no drift")
             console.print(head)
-            for section, group in groupby(changes, key=lambda c: c.section):
-                table = _section_table(section)
-                # Ratios share the width out: long keys and values fold inside their own
-                # column instead of squeezing the reason into a sliver.
-                table.add_column("severity", no_wrap=True)
-                table.add_column("component", overflow="fold", ratio=3)
-                table.add_column("kind", no_wrap=True)
-                table.add_column(Text(shown(drift.baseline)), overflow="fold", ratio=2)
-                table.add_column(Text(shown(drift.other)), overflow="fold", ratio=2)
-                table.add_column("reason", ratio=4)
-                for change in group:
-                    style = SEVERITY_STYLE[change.severity]
-                    table.add_row(
-                        Text(change.severity.label, style=style),
-                        Text(shown(change.label)),
-                        Text(change.kind.value),
-                        Text(before_text(change, _VALUE_LIMIT)),
-                        Text(after_text(change, _VALUE_LIMIT), style=style),
-                        Text(shown(change.reason)),
-                    )
-                console.print(table)
+            if changes:
+                wide = self.width >= WIDE
+                console.print(_wide(drift, changes, self.width) if wide else _narrow(changes))
             console.print()
 
     def _matrix(self, console: Console, result: DiffResult) -> None:
@@ -121,14 +119,14 @@ class TableReporter:
         head.append(f"{len(rows)} changed component{'s' if len(rows) != 1 else ''} across ")
         head.append(f"{len(result.environments)} environments")
         console.print(head)
-        for section, group in groupby(rows, key=lambda row: row.section):
-            table = _section_table(section)
+        if rows:
+            table = _table()
             table.add_column("worst", no_wrap=True)
-            table.add_column("component", overflow="fold", ratio=3)
+            table.add_column("component")
             for env in result.environments:
                 title = f"{shown(env)} (baseline)" if env == result.baseline else shown(env)
-                table.add_column(Text(title), overflow="fold", ratio=2)
-            for row in group:
+                table.add_column(Wrapped(title))
+            for row in rows:
                 table.add_row(*self._matrix_cells(row, result))
             console.print(table)
         console.print()
@@ -136,25 +134,67 @@ class TableReporter:
     @staticmethod
     def _matrix_cells(row: MatrixRow, result: DiffResult) -> list[Text]:
         worst = row.worst
-        cells = [
+        cells: list[Text] = [
             Text(worst.label, style=SEVERITY_STYLE[worst]) if worst is not None else Text(""),
-            Text(shown(row.label)),
+            Wrapped(shown(component(row))),
         ]
         for env in result.environments:
             cell = row.cells[env]
             style = SEVERITY_STYLE[cell.change.severity] if cell.change is not None else ""
-            cells.append(Text(cell.text(_VALUE_LIMIT), style=style))
+            cells.append(Wrapped(cell.text(_VALUE_LIMIT), style=style))
         return cells
 
 
-def _section_table(section: str) -> Table:
-    """An empty table titled by its section, in the one style both layouts share."""
+def _wide(drift: Drift, changes: list[Change], width: int) -> Table:
+    """One row per change: severity, component, kind, both values, reason."""
+    table = _table()
+    # Values get at most a fifth of the width each: the reason keeps room to be read.
+    values = max(width // 5, 12)
+    table.add_column("severity", no_wrap=True)
+    table.add_column("component", max_width=max(width // 4, 20))
+    table.add_column("kind", no_wrap=True)
+    table.add_column(Wrapped(shown(drift.baseline)), max_width=values)
+    table.add_column(Wrapped(shown(drift.other)), max_width=values)
+    table.add_column("reason")
+    for change in changes:
+        style = SEVERITY_STYLE[change.severity]
+        table.add_row(
+            Text(change.severity.label, style=style),
+            Wrapped(shown(component(change))),
+            Text(change.kind.value),
+            Wrapped(before_text(change, _VALUE_LIMIT)),
+            Wrapped(after_text(change, _VALUE_LIMIT), style=style),
+            Wrapped(shown(change.reason)),
+        )
+    return table
+
+
+def _narrow(changes: list[Change]) -> Table:
+    """Two lines per change under its severity: ``component  before → after``, then the
+    reason."""
+    table = _table()
+    table.add_column("severity", no_wrap=True)
+    table.add_column("change; reason")
+    for change in changes:
+        style = SEVERITY_STYLE[change.severity]
+        text = Wrapped(shown(component(change)), style="bold")
+        text.append("  ")
+        text.append(before_text(change, _VALUE_LIMIT))
+        text.append(" → ")
+        text.append(after_text(change, _VALUE_LIMIT), style=style)
+        text.append("\n")
+        text.append(shown(change.reason))
+        table.add_row(Text(change.severity.label, style=style), text)
+    return table
+
+
+def _table() -> Table:
+    """An empty table in the one style both layouts share."""
     return Table(
-        title=shown(section),  # a str: the console parses no markup (markup=False)
-        title_justify="left",
-        title_style="bold",
         box=box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
-        expand=True,
+        # Natural width: columns as wide as their text, up to the terminal's; no padding
+        # handed to a value column while the reason wraps.
+        expand=False,
     )
