@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import termios
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -219,11 +220,11 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not in
 
 
 @pytest.fixture(scope="module")
-def browser() -> Browser:
+def browser() -> Iterator[Browser]:
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (.ci/setup installs it)")
     with Browser() as opened:
-        yield opened  # type: ignore[misc]
+        yield opened
 
 
 def _big_pair(manifests: Path, dev_venv: Path, env: dict[str, str]) -> tuple[Path, Path]:
