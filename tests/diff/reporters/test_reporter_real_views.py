@@ -161,7 +161,7 @@ def test_verdict_and_failing_changes_on_stderr_with_a_file(
     lines = proc.stderr.splitlines()
     assert lines[0].startswith("envpack: FAILED: worst drift is critical, at or above fail-on")
     # What failed: each change at or above the threshold, worst first, then how many more.
-    assert lines[1].split()[:3] == ["critical", "prod:", "interpreters/primary.version:"]
+    assert lines[1].split()[:4] == ["critical", "interpreters/primary.version", "in", "prod:"]
     assert all(line.startswith("  ") for line in lines[1:])
     assert out.stat().st_size > 0
 

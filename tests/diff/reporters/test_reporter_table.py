@@ -22,7 +22,7 @@ def test_plain_text_has_no_escape_codes_and_ends_with_the_summary() -> None:
 
 
 def test_rows_go_worst_first_then_section_order() -> None:
-    for width in (80, 120):
+    for width in (80, 160):
         lines = TableReporter(width=width).render(two_env()).splitlines()
         severities = [
             line.split()[0]

@@ -195,7 +195,9 @@ def gate_lines(result: DiffResult, limit: int = 10) -> list[str]:
     ]
     failing.sort(key=lambda pair: -pair[1].severity)  # stable: worst first across drifts
     for other, change in failing[:limit]:
-        lines.append(f"  {change.severity.label:<8} {other}: {component(change)}: {change.reason}")
+        # A requirement row names its environment already (``requests>=2.31 in prod``).
+        where = component(change) if change.section == SECTION else f"{change.where} in {other}"
+        lines.append(f"  {change.severity.label:<8} {where}: {change.reason}")
     if len(failing) > limit:
         lines.append(f"  … and {len(failing) - limit} more at or above fail-on")
     return lines

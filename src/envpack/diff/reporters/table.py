@@ -7,7 +7,7 @@ severity of its change from the baseline, worst row first. The summary line come
 it is what a CI log shows at the bottom.
 
 The width is the caller's (the CLI passes the terminal's, or ``COLUMNS``); cells wrap at
-word and path boundaries (:mod:`._wrap`), never mid-word. Below 100 columns a change is
+word and path boundaries (:mod:`._wrap`), never mid-word. Below 140 columns a change is
 two lines (component and values; the reason under them) instead of six columns, so 80
 columns stay readable.
 
@@ -56,10 +56,10 @@ _VALUE_LIMIT = 60
 DEFAULT_WIDTH = 120
 """The width when the caller knows none (a file, a pipe without ``COLUMNS``)."""
 
-WIDE = 100
+WIDE = 140
 """From this width on, a drift is a table of one column per field; below, each change is
-two lines (component and values, then the reason), which 80 columns hold without
-squeezing any of them."""
+two lines (component and values, then the reason), which 80 or 120 columns hold without
+squeezing the reason into a sliver."""
 
 
 class TableReporter:
