@@ -6,6 +6,7 @@ a changed config file, a changed library) and verified again: the exact drift, e
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -181,8 +182,6 @@ def loaded_image(venv_env: VerifyEnv, docker_client: Any) -> Any:
 def test_the_probe_runs_inside_a_docker_image_as_on_the_host(
     venv_env: VerifyEnv, loaded_image: Any, docker_client: Any
 ) -> None:
-    import json
-
     from envpack.verify.inimage import probe_in_docker
 
     image, _ = loaded_image
@@ -200,6 +199,7 @@ def test_an_image_not_in_the_engine_is_loaded_for_the_probe_and_removed(
     venv_env: VerifyEnv, loaded_image: Any, docker_client: Any
 ) -> None:
     from envpack.verify.inimage import probe_in_docker
+    from envpack.verify.loadable import LoadArchive
 
     image, archive = loaded_image
     docker_client.images.remove(image.id, force=True)
@@ -209,7 +209,7 @@ def test_an_image_not_in_the_engine_is_loaded_for_the_probe_and_removed(
             image.id,
             str(venv_env.python),
             timeout=300,
-            loader=lambda: archive.open("rb"),
+            loader=lambda: LoadArchive(archive, image.id),
         )
         assert answer["executable"] == str(venv_env.python)
         with pytest.raises(Exception, match="No such image"):
@@ -229,3 +229,125 @@ def test_a_missing_interpreter_in_docker_is_a_probe_failure(
     with pytest.raises(ProbeFailed, match="cannot run in the image"):
         probe_in_docker(docker_client, image.id, "/no/such/python", timeout=300)
     assert docker_client.containers.list(all=True, filters={"label": "io.envpack.verify"}) == []
+
+
+# -- images: a Docker Engine's, an OCI layout; tampered with `docker build` ---------------------
+
+
+def _build_tampered(client: Any, base: str, venv_env: VerifyEnv, folder: Path, tag: str) -> None:
+    """``docker build`` FROM the fresh image: pip downgrades and removes a package, the app's
+    config file and a library are replaced (the image has no shell: exec-form RUNs)."""
+    wheel = _older_blinker(folder, venv_env.python)
+    shutil.copy(venv_env.config, folder / "app.ini")
+    (folder / "app.ini").write_text((folder / "app.ini").read_text().replace("= 4", "= 8"))
+    libm = (venv_env.rootfs / LIBM.lstrip("/")).read_bytes()
+    (folder / "libm.so.6").write_bytes(libm + b"\0" * 64)
+    python = str(venv_env.python)
+
+    def pip(*args: str) -> str:
+        # No pip config: the packed one names a constraints file no image holds.
+        code = (
+            "import os, runpy, sys; os.environ['PIP_CONFIG_FILE'] = os.devnull; "
+            f"sys.argv = ['pip', *{list(args)!r}]; runpy.run_module('pip', run_name='__main__')"
+        )
+        return json.dumps([python, "-c", code])
+
+    (folder / "Dockerfile").write_text(
+        f"FROM {base}\n"
+        f"COPY {wheel.name} /tmp/wheels/\n"
+        f"RUN {pip('install', '-q', '--no-deps', '--no-index', f'/tmp/wheels/{wheel.name}')}\n"
+        f"RUN {pip('uninstall', '-q', '-y', 'pyyaml')}\n"
+        f"COPY app.ini {venv_env.config}\n"
+        f"COPY libm.so.6 {LIBM}\n"
+    )
+    client.images.build(path=str(folder), tag=tag, network_mode="none", rm=True, forcerm=True)
+
+
+def test_a_fresh_image_in_docker_verifies_with_no_drift(
+    venv_env: VerifyEnv, loaded_image: Any
+) -> None:
+    image, _ = loaded_image
+    done = verify_cli(f"docker-daemon:{image.tags[0]}", str(venv_env.manifest))
+    assert done.returncode == 0, done.stderr
+    assert changes_of(done.stdout) == []
+    assert "interpreter in Docker; no drift" in done.stderr
+
+
+def test_an_image_changed_by_docker_build_gives_the_exact_drift(
+    venv_env: VerifyEnv, loaded_image: Any, docker_client: Any, tmp_path: Path
+) -> None:
+    image, _ = loaded_image
+    tag = f"verify-test-{os.getpid()}:tampered"
+    _build_tampered(docker_client, image.tags[0], venv_env, tmp_path, tag)
+    try:
+        done = verify_cli(f"docker-daemon:{tag}", str(venv_env.manifest))
+    finally:
+        docker_client.images.remove(tag, force=True)
+    assert done.returncode == 1, done.stderr
+    ini = str(venv_env.config)
+    assert changes_of(done.stdout) == [
+        ("config_files", ini, "keys.server.workers", "changed"),
+        ("config_files", ini, "sha256", "changed"),
+        ("libraries", "libm.so.6", "sha256", "changed"),
+        ("libraries", "libm.so.6", "size", "changed"),
+        ("python_packages", "blinker", "version", "downgraded"),
+        ("python_packages", "pyyaml", None, "removed"),
+    ]
+    assert "interpreter in Docker" in done.stderr
+
+
+def test_an_oci_layout_the_engine_lacks_is_loaded_for_the_probe_then_removed(
+    venv_env: VerifyEnv, docker_client: Any, tmp_path: Path
+) -> None:
+    layout = tmp_path / "image.oci"
+    env = envpack_env()
+    env["SOURCE_DATE_EPOCH"] = "1600000000"  # another config digest: not in the engine
+    done = run_envpack(
+        "build", "-q", str(venv_env.manifest), "-o", str(layout), env=env, timeout=900
+    )
+    assert done.returncode == 0, done.stderr
+    before = {i.id for i in docker_client.images.list(all=True)}
+    done = verify_cli(f"oci:{layout}", str(venv_env.manifest))
+    assert done.returncode == 0, done.stderr
+    assert changes_of(done.stdout) == []
+    assert "interpreter in Docker; no drift" in done.stderr
+    assert {i.id for i in docker_client.images.list(all=True)} == before
+
+
+def test_host_against_image_diff_has_no_false_drift_from_source_kinds(
+    venv_env: VerifyEnv, loaded_image: Any, tmp_path: Path
+) -> None:
+    """Item 4: the real host capture against the real image's capture."""
+    image, _ = loaded_image
+    image_json = tmp_path / "image.json"
+    done = run_envpack(
+        "capture", "-q", "--image", f"docker-daemon:{image.tags[0]}",
+        "--python", str(venv_env.python), "--config", str(venv_env.config),
+        "-o", str(image_json), env=envpack_env(), timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    done = run_envpack(
+        "diff", str(venv_env.manifest), str(image_json), "--format", "json",
+        env=envpack_env(), timeout=600,
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr
+    data = json.loads(done.stdout)
+    rows = [(c["section"], c["key"], c["field"]) for d in data["drifts"] for c in d["changes"]]
+    false = [
+        row
+        for row in rows
+        if row[0:2] == ("os", "kernel")
+        or (row[0] == "interpreters" and row[2] in ("source", "markers.platform_release",
+                                                    "markers.platform_version"))
+        or (row[0] == "config_files" and (row[2] or "").startswith("owner_name"))
+        or (row[0] == "config_files" and row[1] in ("/etc/hosts", "/etc/resolv.conf"))
+        or (row[0] == "env" and row[1] in ("PWD", "SHLVL", "OLDPWD", "_"))
+    ]  # fmt: skip
+    assert false == []
+    # What the two sides really share is equal: the interpreter, the packages, the config.
+    assert not [r for r in rows if r[0] in ("interpreters", "python_packages")]
+    assert not [r for r in rows if r[0] == "config_files" and r[1] == str(venv_env.config)]
+    # The network cannot apply to an image: one info row, never its entries.
+    network = [c for d in data["drifts"] for c in d["changes"] if "network" in (c["field"] or "")]
+    assert [(c["section"], c["severity"]) for c in network] == [("meta", "info")]
+    assert any("not compared between" in note for note in data["notes"])

@@ -72,27 +72,27 @@ def comparable(a: Manifest, b: Manifest) -> tuple[Manifest, Manifest, list[str]]
     sections_a, sections_b = dict(a.sections), dict(b.sections)
     if is_live(a) != is_live(b):
         for section, key, field, what in LIVE_ONLY_FIELDS:
-            hit_a = _drop(sections_a, section, key, field)
-            hit_b = _drop(sections_b, section, key, field)
-            if hit_a or hit_b:
+            if _field_facts(sections_a, sections_b, section, key, field):
                 said[what] = None
+            _drop(sections_a, section, key, field)
+            _drop(sections_b, section, key, field)
         live, offline = (sections_a, sections_b) if is_live(a) else (sections_b, sections_a)
         per_user = _looked_up_live(live, offline)
         if per_user and _drop_keys(live, "config_files", per_user):
             said["config files only a live capture looks for (under $HOME, or named by "
                  "variables such as PIP_CONFIG_FILE)"] = None  # fmt: skip
-        env_hit = [_drop_keys(s, "env", SESSION_VARIABLES) for s in (sections_a, sections_b)]
-        if any(env_hit):
+        if _key_facts(sections_a, sections_b, "env", SESSION_VARIABLES):
             said["the capturing shell's session variables (PWD, SHLVL …)"] = None
+        for both in (sections_a, sections_b):
+            _drop_keys(both, "env", SESSION_VARIABLES)
     if IMAGE in (a.meta.source_kind, b.meta.source_kind):
-        hits = [
-            _drop_keys(s, "config_files", IMAGE_RUNTIME_FILES) for s in (sections_a, sections_b)
-        ]
-        if any(hits):
+        if _key_facts(sections_a, sections_b, "config_files", IMAGE_RUNTIME_FILES):
             said[
                 "/etc/hosts, /etc/hostname and /etc/resolv.conf (a container runtime "
                 "provides its own)"
             ] = None
+        for both in (sections_a, sections_b):
+            _drop_keys(both, "config_files", IMAGE_RUNTIME_FILES)
     notes = []
     if said:
         kinds = f"{a.meta.source_kind or LIVE} and {b.meta.source_kind or LIVE}"
@@ -129,6 +129,43 @@ def _looked_up_live(live: dict[str, Section], offline: dict[str, Section]) -> fr
         if path not in there
         and ((home not in ("", "/") and path.startswith(home + "/")) or path in named)
     )
+
+
+def _field_facts(
+    sections_a: dict[str, Section],
+    sections_b: dict[str, Section],
+    section: str,
+    key: str | None,
+    field: str | None,
+) -> bool:
+    """Whether the two sides differ in a fact about to be set aside (so it is worth a note).
+
+    Only components both sides hold count: one held by a side alone is a row anyway.
+    """
+    sa, sb = sections_a.get(section) or {}, sections_b.get(section) or {}
+    keys = [key] if key is not None else sorted(sa.keys() & sb.keys())
+    if field is None:
+        return any(sa.get(k) != sb.get(k) for k in keys)
+    path = field.split(".")
+    return any(_dig(sa.get(k), path) != _dig(sb.get(k), path) for k in keys)
+
+
+def _dig(value: object, path: list[str]) -> object:
+    for part in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _key_facts(
+    sections_a: dict[str, Section],
+    sections_b: dict[str, Section],
+    section: str,
+    names: frozenset[str],
+) -> bool:
+    sa, sb = sections_a.get(section) or {}, sections_b.get(section) or {}
+    return any(sa.get(name) != sb.get(name) for name in names)
 
 
 def _drop(sections: dict[str, Section], section: str, key: str | None, field: str | None) -> bool:

@@ -12,7 +12,7 @@ from envpack.errors import PackError
 if TYPE_CHECKING:
     import docker
 
-__all__ = ["DEFAULT_SOCKET", "load_into_docker"]
+__all__ = ["DEFAULT_SOCKET", "client_from_env", "load_into_docker"]
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 # What the engine prints per image: "Loaded image: app:1" or "Loaded image ID: sha256:…".
@@ -82,6 +82,14 @@ def _load(engine: docker.DockerClient, stream: BinaryIO) -> tuple[list[str], lis
 def _one_line(err: BaseException | str) -> str:
     text = getattr(err, "explanation", None) or str(err)
     return " ".join(str(text).split()) or type(err).__name__
+
+
+def client_from_env() -> docker.DockerClient:
+    """A Docker SDK client from the environment (``DOCKER_HOST``, ``DOCKER_TLS_*``).
+
+    Raises :class:`PackError` (one line) when no engine answers at a unix socket.
+    """
+    return _client_from_env()
 
 
 def _client_from_env() -> docker.DockerClient:

@@ -5,8 +5,8 @@ Two ways, best first:
 * a Docker Engine (``DOCKER_HOST`` honoured): ``docker run --rm --network none --read-only
   --entrypoint INTERPRETER IMAGE -c PROBE`` through the Docker SDK, with the image's own
   environment, user and working folder — what the application gets. The image is found
-  in the engine by its ID (its config digest); one that is not there is streamed in
-  (``docker load`` of an archive made on the fly, untagged) and removed afterwards.
+  in the engine by its ID (its config digest); one that is not there is loaded from an
+  untagged archive (:mod:`.loadable`) and removed afterwards.
 * bubblewrap over a rootfs folder: ``bwrap --ro-bind ROOTFS / --unshare-all …`` with the
   image's environment, for a machine without an engine.
 
@@ -23,10 +23,11 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from envpack.errors import UsageError
 from envpack.snapshot.interpreters import ProbeFailed, describe, parse_answer, probe_source
+from envpack.verify.loadable import LoadArchive
 
 if TYPE_CHECKING:
     import docker
@@ -74,8 +75,8 @@ class ImageRun:
 # -- Docker Engine ----------------------------------------------------------------------------
 
 
-Loader = Callable[[], BinaryIO]
-"""Opens a ``docker load`` archive of the image (called only when the engine lacks it)."""
+Loader = Callable[[], LoadArchive]
+"""Writes a ``docker load`` archive of the image (called only when the engine lacks it)."""
 
 
 def probe_in_docker(
@@ -95,20 +96,24 @@ def probe_in_docker(
     import docker.errors
     import requests
 
-    loaded = False
+    loaded: str | None = None
     try:
-        if not _has_image(client, image_id):
-            if loader is None:
-                raise UsageError(f"the Docker Engine does not hold image {image_id}")
-            _load(client, loader, image_id)
-            loaded = True
-        return _run(client, image_id, executable, timeout=timeout)
+        if _has_image(client, image_id):
+            return _run(client, image_id, executable, timeout=timeout)
+        if loader is None:
+            raise UsageError(f"the Docker Engine does not hold image {image_id}")
+        archive = loader()
+        if _has_image(client, archive.image_id):  # held already, under the archive's ID
+            return _run(client, archive.image_id, executable, timeout=timeout)
+        _load(client, archive)
+        loaded = archive.image_id
+        return _run(client, loaded, executable, timeout=timeout)
     except (docker.errors.DockerException, requests.RequestException) as err:
         raise UsageError(f"Docker Engine: {_one_line(err)}") from err
     finally:
-        if loaded:
+        if loaded is not None:
             with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
-                client.images.remove(image_id, noprune=False)
+                client.images.remove(loaded, noprune=False)
 
 
 def _has_image(client: docker.DockerClient, image_id: str) -> bool:
@@ -121,15 +126,15 @@ def _has_image(client: docker.DockerClient, image_id: str) -> bool:
     return True
 
 
-def _load(client: docker.DockerClient, loader: Loader, image_id: str) -> None:
-    with loader() as stream:
+def _load(client: docker.DockerClient, archive: LoadArchive) -> None:
+    with archive.path.open("rb") as stream:
         # Read to the end whatever it says (stopping early leaves the connection half-read).
         answer = list(client.api.load_image(stream))  # type: ignore[no-untyped-call]  # untyped stubs
     errors = [str(c["error"]) for c in answer if isinstance(c, dict) and "error" in c]
     if errors:
         raise UsageError(f"docker load of the image failed: {_one_line(errors[0])}")
-    if not _has_image(client, image_id):
-        raise UsageError(f"docker load did not give image {image_id}")
+    if not _has_image(client, archive.image_id):
+        raise UsageError(f"docker load did not give image {archive.image_id}")
 
 
 def _run(

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +23,8 @@ from envpack.redact import Redactor
 from envpack.snapshot.context import CaptureOptions
 from envpack.snapshot.interpreters import ProbeFailed
 from envpack.snapshot.source import DEFAULT_PATH, Source, SourceReadError
-from envpack.verify.inimage import ImageRun, probe_in_rootfs
+from envpack.verify.inimage import ImageRun, probe_in_docker, probe_in_rootfs
+from envpack.verify.loadable import LoadArchive, Range, write_load_archive
 from envpack.verify.scope import Packing, Scoped, restrict
 
 __all__ = [
@@ -167,7 +169,10 @@ class _Target:
     rootfs: Path | None = None
     """A rootfs folder on this machine (bubblewrap can run it)."""
     image_id: str | None = None
-    """The image's ID (config digest) for a Docker Engine."""
+    """The image's ID (config digest), as a Docker Engine knows it."""
+    config: Mapping[str, Any] | None = None
+    layers: tuple[Range, ...] = ()
+    """Where each layer blob lies, to load the image into an engine that lacks it."""
 
 
 def _open_target(image: str, report: dict[str, Any] | None) -> _Target:
@@ -176,7 +181,19 @@ def _open_target(image: str, report: dict[str, Any] | None) -> _Target:
         source = Source.rootfs(folder)
         source.kind, source.description = "image", image
         return _Target(source=source, run=_rootfs_run(report), rootfs=folder)
-    raise UsageError(f"{image}: not a rootfs folder (image references need `capture --image`)")
+    from envpack.snapshot.imagesource import open_image
+
+    opened = open_image(image)
+    blobs = opened.blobs
+    return _Target(
+        source=opened,
+        run=ImageRun.from_config(blobs.config),
+        image_id=str(blobs.config_digest),
+        config=blobs.config,
+        layers=tuple(
+            Range(layer.blob.path, layer.blob.offset, layer.blob.size) for layer in blobs.layers
+        ),
+    )
 
 
 def _rootfs_run(report: dict[str, Any] | None) -> ImageRun:
@@ -215,13 +232,20 @@ def _run_probe(
         notes.append("interpreters: not run inside the image (--runner none): read from files")
         return "files"
     try:
-        if target.rootfs is not None and runner in ("auto", "bwrap"):
+        if target.rootfs is not None:
+            if runner == "docker":
+                raise UsageError("--runner docker: a rootfs folder runs under bwrap")
             component = probe_in_rootfs(
                 target.rootfs.resolve(), primary, target.run, timeout=options.timeout
             )
             used = "bwrap"
         else:
-            raise UsageError(f"--runner {runner}: not available for this image")
+            if runner == "bwrap":
+                raise UsageError("--runner bwrap runs a rootfs folder (build --format rootfs)")
+            found = _in_docker(target, primary, options, notes, required=runner == "docker")
+            if found is None:
+                return "files"
+            component, used = found, "docker"
     except ProbeFailed as err:
         section.pop(key, None)
         manifest.issues.append(Issue("interpreters", primary, f"in the image: {err}"))
@@ -230,3 +254,42 @@ def _run_probe(
     component["primary"] = True
     section[key] = component
     return used
+
+
+def _in_docker(
+    target: _Target, primary: str, options: VerifyOptions, notes: list[str], *, required: bool
+) -> dict[str, Any] | None:
+    """The probe's answer from a Docker Engine; ``None`` (with a note) when none answers
+    and ``--runner docker`` was not asked for."""
+    import docker.errors
+    import requests
+
+    from envpack.errors import PackError
+    from envpack.oci.daemon import client_from_env
+
+    client = options.docker_client
+    made = client is None
+    if client is None:
+        try:
+            client = client_from_env()
+        except (PackError, docker.errors.DockerException, requests.RequestException) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if required:
+                raise UsageError(f"--runner docker: {reason}") from None
+            notes.append(f"interpreters: not run inside the image ({reason}); read from its files")
+            return None
+    if target.image_id is None or target.config is None:
+        raise UsageError("internal: an image target without its ID or config")
+    config, layers = target.config, list(target.layers)
+    with tempfile.TemporaryDirectory(prefix="envpack-verify-") as temp:
+
+        def loader() -> LoadArchive:
+            return write_load_archive(config, layers, Path(temp) / "image.tar")
+
+        try:
+            return probe_in_docker(
+                client, target.image_id, primary, timeout=options.timeout, loader=loader
+            )
+        finally:
+            if made:
+                client.close()
