@@ -116,6 +116,6 @@ def test_run_diff_reports_the_note_and_no_false_drift() -> None:
 
 def test_facts_set_aside_but_equal_on_both_sides_need_no_note() -> None:
     root, image = _image(), _image()
-    a, b, notes = comparable(_manifest("root", "tree", root), _manifest("image", "app", image))
+    a, _, notes = comparable(_manifest("root", "tree", root), _manifest("image", "app", image))
     assert notes == []
     assert "/etc/hosts" not in a.section("config_files")  # set aside all the same

@@ -17,13 +17,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
+from envpack.diff.severity import is_session_variable
 from envpack.manifest import Component, Manifest, Section
 
 __all__ = [
     "FILE_VARIABLES",
     "IMAGE_RUNTIME_FILES",
     "LIVE_ONLY_FIELDS",
-    "SESSION_VARIABLES",
     "comparable",
     "is_live",
 ]
@@ -43,17 +43,6 @@ LIVE_ONLY_FIELDS: tuple[tuple[str, str | None, str | None, str], ...] = (
     ("binaries", None, "version", "binary --version output (--probe-versions)"),
 )
 """Facts only a live capture records."""
-
-SESSION_VARIABLES = frozenset(
-    {
-        "_", "PWD", "OLDPWD", "SHLVL", "TERM", "COLUMNS", "LINES", "HOSTNAME", "MAIL",
-        "SSH_AUTH_SOCK", "SSH_CLIENT", "SSH_CONNECTION", "SSH_TTY", "DISPLAY", "WINDOWID",
-        "XDG_RUNTIME_DIR", "XDG_SESSION_CLASS", "XDG_SESSION_ID", "XDG_SESSION_TYPE",
-        "XDG_SEAT", "XDG_VTNR", "TMUX", "TMUX_PANE", "STY", "LS_COLORS",
-        "TERM_PROGRAM", "TERM_PROGRAM_VERSION", "COLORTERM", "PS1", "PROMPT_COMMAND",
-    }
-)  # fmt: skip
-"""Variables of the capturing login session: no rootfs or image has them."""
 
 IMAGE_RUNTIME_FILES = frozenset({"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"})
 """Files a container runtime provides at run time over the image's own copy."""
@@ -81,10 +70,17 @@ def comparable(a: Manifest, b: Manifest) -> tuple[Manifest, Manifest, list[str]]
         if per_user and _drop_keys(live, "config_files", per_user):
             said["config files only a live capture looks for (under $HOME, or named by "
                  "variables such as PIP_CONFIG_FILE)"] = None  # fmt: skip
-        if _key_facts(sections_a, sections_b, "env", SESSION_VARIABLES):
+        # The shell, terminal and login session of the capture (severity's list).
+        session = frozenset(
+            name
+            for both in (sections_a, sections_b)
+            for name in both.get("env") or {}
+            if is_session_variable(name)
+        )
+        if _key_facts(sections_a, sections_b, "env", session):
             said["the capturing shell's session variables (PWD, SHLVL …)"] = None
         for both in (sections_a, sections_b):
-            _drop_keys(both, "env", SESSION_VARIABLES)
+            _drop_keys(both, "env", session)
     if IMAGE in (a.meta.source_kind, b.meta.source_kind):
         if _key_facts(sections_a, sections_b, "config_files", IMAGE_RUNTIME_FILES):
             said[
