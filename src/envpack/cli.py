@@ -731,7 +731,14 @@ def build(
 
 @app.command()
 def sbom(
-    manifest: Annotated[Path, typer.Argument(help="The manifest (from `envpack capture`).")],
+    manifest: Annotated[
+        str,
+        typer.Argument(
+            help="The manifest: a file (from `envpack capture`), `-` for stdin, or "
+            "registry:HOST/REPO:TAG (from `capture --push`).",
+            show_default=False,
+        ),
+    ],
     sbom_format: Annotated[
         str,
         typer.Option("--format", help="cyclonedx (CycloneDX 1.6 JSON) or spdx (SPDX 2.3 JSON)."),
@@ -749,16 +756,12 @@ def sbom(
     package. The same manifest gives the same bytes (SOURCE_DATE_EPOCH dates it, else the
     capture's time). Exit codes: 0 written; 2 bad input.
     """
-    from envpack.manifest import loads
+    from envpack.manifest import load_manifest
     from envpack.sbom import FORMATS, render_sbom
 
     if sbom_format not in FORMATS:
         raise UsageError(f"--format {sbom_format!r}: choose cyclonedx or spdx")
-    try:
-        raw = manifest.read_bytes()
-    except OSError as err:
-        raise UsageError(f"cannot read {manifest}: {err.strerror or err}") from None
-    document = render_sbom(loads(raw, origin=str(manifest)), sbom_format)
+    document = render_sbom(load_manifest(manifest), sbom_format)
     if output is None:
         sys.stdout.buffer.write(document.data)
         sys.stdout.flush()

@@ -302,3 +302,24 @@ def test_store_and_fetch_round_trip_through_a_real_layer(tmp_path: Path) -> None
     assert (pruned.layers, pruned.blobs, pruned.bytes) == (1, 1, summary.bytes)
     assert cache.fetch("a" * 64, tmp_path / "two") is None
     assert cache.summary().bytes == 0
+
+
+def test_temporaries_of_dead_builds_are_removed(tmp_path: Path) -> None:
+    cache = LayerCache(tmp_path / "cache")
+    cache.blobs.mkdir(parents=True)
+    cache.keys.mkdir(parents=True)
+    # A real process that has ended: its pid names a temporary file nobody will rename.
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    stale = cache.blobs / f".tmp-{dead.stdout.strip()}-abc"
+    stale.write_bytes(b"half a blob")
+    mine = cache.keys / f".tmp-{os.getpid()}-def"  # a live writer's: kept
+    mine.write_bytes(b"{")
+    other = cache.blobs / ("a" * 64)  # a blob, not a temporary: kept
+    other.write_bytes(b"x")
+    assert cache.remove_stale_temporaries() == 1
+    assert not stale.exists()
+    assert mine.exists() and other.exists()

@@ -189,6 +189,27 @@ class LayerCache:
 
     # -- maintenance -------------------------------------------------------------------------
 
+    def remove_stale_temporaries(self) -> int:
+        """Remove the temporary files of builds that died (SIGKILL, power loss) mid-store.
+
+        A temporary file is named after its writer's pid; one whose process is gone can
+        never be renamed into place. Returns how many were removed.
+        """
+        removed = 0
+        for folder in (self.keys, self.blobs):
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                continue
+            for name in names:
+                pid = _writer_pid(name)
+                if pid is None or pid == os.getpid() or _alive(pid):
+                    continue
+                with contextlib.suppress(OSError):
+                    os.unlink(folder / name)
+                    removed += 1
+        return removed
+
     def summary(self) -> CacheSummary:
         layers = blobs = size = 0
         for path, is_blob, is_key in self._files():
@@ -237,6 +258,24 @@ class LayerCache:
                     folder == self.blobs and not temporary,
                     folder == self.keys and not temporary and name.endswith(".json"),
                 )
+
+
+def _writer_pid(name: str) -> int | None:
+    """The pid in a temporary file's name (``.tmp-<pid>-<hex>``), else ``None``."""
+    if not name.startswith(_TMP_PREFIX):
+        return None
+    pid = name[len(_TMP_PREFIX) :].split("-", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: alive
+    return True
 
 
 def _count(value: object) -> int:
@@ -411,6 +450,7 @@ def build_cached_layers(
             [[p.entry for p in g] for g in groups], blob_dir, level=level, progress=progress
         )
         return layers, [False] * len(layers)
+    cache.remove_stale_temporaries()
     own = hash_cache is None
     hashes_from = hash_cache if hash_cache is not None else HashCache(cache.root.parent)
     try:
