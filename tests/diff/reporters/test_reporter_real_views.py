@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from chromium_page import CHROMIUM, Browser
+from reporter_html_check import parse
 
 from envpack.diff.model import Severity
 from realenv import run_envpack
@@ -358,3 +359,26 @@ def test_html_absent_cells_are_readable_and_words_stay_whole(
     assert browser.evaluate("document.querySelectorAll('table').length") == text.count(
         '<details class="group'
     )
+
+
+def test_html_shows_a_structured_value_as_its_fields(env: dict[str, str], tmp_path: Path) -> None:
+    """The live host against a Debian 11 rootfs: the rootfs has no recorded architecture
+    component, so the host's whole ``{"machine": …}`` object is what the cell shows."""
+    rootfs = Path(__file__).parents[3] / "fixtures" / "rootfs" / "debian-py39-dpkg"
+    live, image = tmp_path / "live.json", tmp_path / "image.json"
+    for args in (["--label", "live", "-o", str(live)], ["--root", str(rootfs), "--label",
+                 "image", "-o", str(image)]):  # fmt: skip
+        proc = run_envpack("capture", "--only", "os", "-q", *args, env=env)
+        assert proc.returncode == 0, proc.stderr
+    architecture = json.loads(live.read_text(encoding="utf-8"))["os"]["architecture"]
+    proc = run_envpack("diff", str(live), str(image), "--format", "html", env=env)
+    assert proc.returncode == 1, proc.stderr
+    page = parse(proc.stdout)
+    assert not page.errors, page.errors
+    rows = {row[0].text: row[1:] for table in page.tables for row in table[1:]}
+    live_cell, image_cell, _ = rows["os/architecture"]
+    # <dt>machine</dt><dd>x86_64</dd><dt>source</dt><dd>uname</dd>: one field a line
+    assert live_cell.text == "".join(f"{k}{v}" for k, v in sorted(architecture.items()))
+    assert "{" not in live_cell.text
+    assert image_cell.text == "— absent"
+    assert '<dl class="fields"><dt><code>machine</code></dt>' in proc.stdout
