@@ -207,10 +207,15 @@ def test_rootfs_runs_under_bubblewrap(
 
 
 def test_rootfs_runs_under_chroot(real_env: BuiltEnv, rootfs: tuple[Path, dict[str, Any]]) -> None:
-    """The same checks in a plain ``chroot`` (no /proc, no /dev: the tree as written)."""
+    """The same checks under ``chroot``, with the host's /dev bound as for any chroot.
+
+    Without /dev they cannot all pass: ``ctypes.util.find_library`` runs ``ldconfig -p``
+    with stderr to /dev/null, which an image holds no device node for (a container runtime
+    or bwrap provides /dev; the rootfs keeps an empty folder for it).
+    """
     if os.geteuid() != 0:
         pytest.skip("chroot needs root")
-    tools = {name: shutil.which(name) for name in ("unshare", "ip", "chroot", "env")}
+    tools = {name: shutil.which(name) for name in ("unshare", "ip", "mount", "chroot", "env")}
     absent = sorted(name for name, path in tools.items() if path is None)
     if absent:
         pytest.skip(f"not installed: {', '.join(absent)}")
@@ -218,11 +223,12 @@ def test_rootfs_runs_under_chroot(real_env: BuiltEnv, rootfs: tuple[Path, dict[s
     assert not os.listdir(root / "proc") and not os.listdir(root / "dev")
     before = _tree(root)
     env = [f"{name}={value}" for name, value in config["env"].items()]
-    # A network namespace of its own with only loopback up, as `docker run --network none`;
-    # `env -i` so that nothing of this process's environment leaks in.
+    # Own network namespace with only loopback up, as `docker run --network none`; own mount
+    # namespace (private) for the /dev bind, gone with it; `env -i` so that nothing of this
+    # process's environment leaks in.
+    inside = 'ip link set lo up && mount --rbind /dev "$0/dev" && exec "$@"'
     done = subprocess.run(
-        [str(tools["unshare"]), "--net", "--", "sh", "-c",
-         'ip link set lo up && exec "$@"', "sh",
+        [str(tools["unshare"]), "--net", "--mount", "--", "sh", "-c", inside, str(root),
          str(tools["env"]), "-i", *env, str(tools["chroot"]), str(root),
          *config["entrypoint"], *real_env.check_command()],
         capture_output=True, text=True, timeout=600, check=False,
