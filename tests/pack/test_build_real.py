@@ -207,7 +207,8 @@ def test_rootfs_runs_under_bubblewrap(
 
 
 def test_rootfs_runs_under_chroot(real_env: BuiltEnv, rootfs: tuple[Path, dict[str, Any]]) -> None:
-    """The same checks under ``chroot``, with the host's /dev bound as for any chroot.
+    """The same checks under ``chroot`` on a read-only bind of the tree, with the host's
+    /dev bound as for any chroot.
 
     Without /dev they cannot all pass: ``ctypes.util.find_library`` runs ``ldconfig -p``
     with stderr to /dev/null, which an image holds no device node for (a container runtime
@@ -223,10 +224,14 @@ def test_rootfs_runs_under_chroot(real_env: BuiltEnv, rootfs: tuple[Path, dict[s
     assert not os.listdir(root / "proc") and not os.listdir(root / "dev")
     before = _tree(root)
     env = [f"{name}={value}" for name, value in config["env"].items()]
-    # Own network namespace with only loopback up, as `docker run --network none`; own mount
-    # namespace (private) for the /dev bind, gone with it; `env -i` so that nothing of this
-    # process's environment leaks in.
-    inside = 'ip link set lo up && mount --rbind /dev "$0/dev" && exec "$@"'
+    # Own network namespace with only loopback up, as `docker run --network none`; own
+    # (private) mount namespace, gone with the process, where the tree is bound read-only
+    # as `docker run --read-only` and bwrap's --ro-bind make it, and /dev bound on it;
+    # `env -i` so that nothing of this process's environment leaks in.
+    inside = (
+        'ip link set lo up && mount --bind "$0" "$0" && mount -o remount,bind,ro "$0"'
+        ' && mount --rbind /dev "$0/dev" && exec "$@"'
+    )
     done = subprocess.run(
         [str(tools["unshare"]), "--net", "--mount", "--", "sh", "-c", inside, str(root),
          str(tools["env"]), "-i", *env, str(tools["chroot"]), str(root),
