@@ -29,9 +29,17 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-__all__ = ["CompileJob", "Compiled", "compile_sources", "interpreter_info", "pyc_path"]
+__all__ = [
+    "CompileJob",
+    "Compiled",
+    "Compiling",
+    "compile_sources",
+    "interpreter_info",
+    "pyc_path",
+    "start_compiling",
+]
 
 # Runs inside the target interpreter (2.7 to 3.13): one JSON job per stdin line, one
 # answer each on stdout. Kept to syntax every one of those versions reads.
@@ -204,8 +212,59 @@ def compile_sources(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[Compiled], list[str]]:
     """Compile ``jobs`` in worker processes; the pycs and the files that did not compile."""
+    return start_compiling(info, jobs, cache_dir=cache_dir, workers=workers).finish(progress)
+
+
+class Compiling:
+    """Workers compiling in the background (:func:`start_compiling`): ``finish`` waits for
+    them and gives the results; ``abort`` kills them. One of the two must be called."""
+
+    def __init__(
+        self, info: InterpreterInfo, procs: list[tuple[list[CompileJob], Any, _Spool]]
+    ) -> None:
+        self._info = info
+        self._procs = procs
+
+    def finish(
+        self, progress: Callable[[int, int], None] | None = None
+    ) -> tuple[list[Compiled], list[str]]:
+        """The pycs (sorted by path) and the image paths of the sources that did not compile."""
+        total = sum(len(batch) for batch, _, _ in self._procs)
+        compiled: list[Compiled] = []
+        failed: list[str] = []
+        done = 0
+        try:
+            for batch, proc, spool in self._procs:
+                proc.wait()
+                _read_answers(spool, batch, self._info, compiled, failed)
+                done += len(batch)
+                if progress is not None:
+                    progress(done, total)
+        except BaseException:
+            self.abort()
+            raise
+        compiled.sort(key=lambda c: c.pyc_path)
+        return compiled, sorted(failed)
+
+    def abort(self) -> None:
+        for _, proc, spool in self._procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            spool.close()
+
+
+def start_compiling(
+    info: InterpreterInfo,
+    jobs: Sequence[CompileJob],
+    *,
+    cache_dir: Path | None,
+    workers: int | None = None,
+) -> Compiling:
+    """Start compiling ``jobs`` in worker processes and return at once (the caller works on
+    meanwhile; the sources must stay where the jobs say until ``finish``)."""
     if not jobs:
-        return [], []
+        return Compiling(info, [])
     ident = _identity(info)
     cache = ""
     if cache_dir is not None:
@@ -222,7 +281,7 @@ def compile_sources(
     # own (thousands of creations cost more than compiling), and the answers stay on disk
     # until the layer writer reads them, so memory does not grow with the image. Unlinked
     # files vanish with the process, however it ends.
-    procs: list[tuple[list[CompileJob], subprocess.Popen[bytes], _Spool]] = []
+    running = Compiling(info, [])
     try:
         for batch in batches:
             with tempfile.TemporaryFile() as requests:
@@ -241,25 +300,11 @@ def compile_sources(
                 except BaseException:
                     spool.close()
                     raise
-            procs.append((batch, proc, spool))
-        compiled: list[Compiled] = []
-        failed: list[str] = []
-        done = 0
-        for batch, proc, spool in procs:
-            proc.wait()
-            _read_answers(spool, batch, info, compiled, failed)
-            done += len(batch)
-            if progress is not None:
-                progress(done, len(jobs))
+            running._procs.append((batch, proc, spool))
     except BaseException:
-        for _, proc, spool in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            spool.close()
+        running.abort()
         raise
-    compiled.sort(key=lambda c: c.pyc_path)
-    return compiled, sorted(failed)
+    return running
 
 
 def _read_answers(

@@ -4,8 +4,9 @@ The order of the steps is the order of precedence (the first add of a path wins)
 interpreter, the standard library, site-packages and every captured distribution's files,
 the application, included binaries, config files, then the shared-library closure of all
 of that with the loader and what is dlopen'd, then the generated base. Then the checks:
-drift since the capture, and whether ``--user`` can reach the interpreter. Bytecode is
-generated last, for every ``.py`` the image ships.
+drift since the capture, and whether ``--user`` can reach the interpreter. Bytecode for
+every ``.py`` the image ships compiles in worker processes meanwhile (from when the file
+set is known until the checks are done).
 """
 
 from __future__ import annotations
@@ -395,8 +396,12 @@ class _Planner:
             text = filter_apk_installed(apk, packages)
             self.files.add_generated(APK_INSTALLED, text.encode(), "base", replace_existing=True)
 
-    def pycs(self) -> None:
-        """Drop the source's pycs; generate deterministic ones for every shipped .py."""
+    def start_pycs(self) -> _PendingPycs | None:
+        """Drop the source's pycs; start compiling deterministic ones for every shipped .py.
+
+        The workers run while the planner checks drift and package owners; ``finish_pycs``
+        adds what they made.
+        """
         files = self.files
         py_paths = {
             p.entry.path
@@ -411,13 +416,13 @@ class _Planner:
                 files.remove(path)
                 files.exclude(path, planned.entry.size, "stale .pyc (regenerated)")
         if not self.options.bytecode:
-            return
+            return None
         runner = self._compiler()
         if runner is None:
-            return
+            return None
         jobs: list[bytecode.CompileJob] = []
-        groups: dict[str, str] = {}
-        with tempfile.TemporaryDirectory(prefix="envpack-py-") as copies:
+        copies = tempfile.mkdtemp(prefix="envpack-py-")
+        try:
             for path in sorted(py_paths):
                 found = files.get(path)
                 if found is None or found.source_path is None:
@@ -426,13 +431,25 @@ class _Planner:
                 if host is None:
                     continue
                 jobs.append(bytecode.CompileJob(host, path, found.entry.mtime))
-                groups[path] = found.group
-            compiled, failed = bytecode.compile_sources(
+            running = bytecode.start_compiling(
                 runner,
                 jobs,
                 cache_dir=_pyc_cache(self.options) if self.options.use_cache else None,
-                progress=lambda done, total: self.progress("bytecode", done, total),
             )
+        except BaseException:
+            shutil.rmtree(copies, ignore_errors=True)
+            raise
+        return _PendingPycs(running, copies)
+
+    def finish_pycs(self, pending: _PendingPycs | None) -> None:
+        if pending is None:
+            return
+        try:
+            compiled, failed = pending.running.finish(
+                progress=lambda done, total: self.progress("bytecode", done, total)
+            )
+        finally:
+            shutil.rmtree(pending.copies, ignore_errors=True)
         if failed:
             shown = ", ".join(failed[:5])
             self.notes.append(
@@ -440,10 +457,14 @@ class _Planner:
                 f"left without .pyc: {shown}{' …' if len(failed) > 5 else ''}"
             )
         for item in compiled:
-            group = f"bytecode:{groups[item.job.image_path]}"
-            files.add_generated_stream(
-                item.pyc_path, item.size, item.open, group, replace_existing=True
-            )
+            source = self.files.get(item.job.image_path)
+            if source is None:
+                continue
+            # The source's group as it is now: owners may have settled it meanwhile.
+            self.files.add_generated_stream(
+                item.pyc_path, item.size, item.open, f"bytecode:{source.group}",
+                replace_existing=True,
+            )  # fmt: skip
 
     def _host_path(self, planned: PlannedFile, copies: str, index: int) -> str | None:
         """Where the compiler reads a ``.py``: a host path it may open by name.
@@ -516,6 +537,18 @@ class _Planner:
         )
 
 
+class _PendingPycs:
+    """Bytecode being compiled, and the folder of private source copies it reads."""
+
+    def __init__(self, running: bytecode.Compiling, copies: str) -> None:
+        self.running = running
+        self.copies = copies
+
+    def abort(self) -> None:
+        self.running.abort()
+        shutil.rmtree(self.copies, ignore_errors=True)
+
+
 def _is_secret(component: Mapping[str, Any]) -> bool:
     if component.get("fingerprint") or component.get("private_keys"):
         return True
@@ -563,10 +596,16 @@ def plan_image(manifest: Manifest, source: Source, options: PlanOptions) -> Plan
         planner.dlopened(closure)
         planner.base()
         planner.ld_so_cache()
-        planner.owners_and_database()
-        planner.progress("drift", 0, 1)
-        drifted = planner.check_drift()
-        planner.pycs()
+        pending = planner.start_pycs()
+        try:
+            planner.owners_and_database()
+            planner.progress("drift", 0, 1)
+            drifted = planner.check_drift()
+        except BaseException:
+            if pending is not None:
+                pending.abort()
+            raise
+        planner.finish_pycs(pending)
         return planner.finish(drifted)
     finally:
         planner.cache.close()
