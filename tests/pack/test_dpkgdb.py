@@ -39,10 +39,13 @@ def test_filtered_status_is_read_by_dpkg_query(tmp_path: Path) -> None:
 def test_not_installed_paragraphs_are_dropped() -> None:
     text = (
         "Package: a\nStatus: install ok installed\nVersion: 1\n\n"
-        "Package: b\nStatus: deinstall ok config-files\nVersion: 2\n"
+        "Package: b\nStatus: deinstall ok config-files\nVersion: 2\n\n"
+        "Package: c\nStatus: install ok triggers-pending\nVersion: 3\n"
     )
-    assert filter_dpkg_status(text, {"a", "b"}) == (
+    # c's files are on disk (the capture records it with its state): the image lists it.
+    assert filter_dpkg_status(text, {"a", "b", "c"}) == (
         "Package: a\nStatus: install ok installed\nVersion: 1\n\n"
+        "Package: c\nStatus: install ok triggers-pending\nVersion: 3\n\n"
     )
 
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Collection
 
 from envpack.snapshot.apk_db import parse_records
-from envpack.snapshot.dpkg_status import parse_paragraphs
+from envpack.snapshot.dpkg_status import on_disk_state, parse_paragraphs
 
 __all__ = ["APK_INSTALLED", "DPKG_STATUS", "filter_apk_installed", "filter_dpkg_status"]
 
@@ -25,14 +25,18 @@ def _chunks(text: str) -> list[str]:
 
 
 def filter_dpkg_status(text: str, packages: Collection[str]) -> str:
-    """The paragraphs of installed packages named in ``packages`` (``name`` or
-    ``name:arch``), verbatim, in the source's order."""
+    """The paragraphs of packages named in ``packages`` (``name`` or ``name:arch``) whose
+    files are on disk, verbatim, in the source's order.
+
+    On disk, as the capture counts them (:func:`on_disk_state`): a package waiting for a
+    trigger or not yet configured owns files the image ships, so the image lists it too,
+    in the state the source had it.
+    """
     kept: list[str] = []
     for chunk in _chunks(text):
         fields = next(parse_paragraphs(chunk), {})
         name = fields.get("package", "")
-        words = fields.get("status", "").split()
-        installed = len(words) == 3 and words[2] == "installed"
+        installed = on_disk_state(fields.get("status", "")) is not None
         qualified = f"{name}:{fields.get('architecture', '')}"
         if installed and (name in packages or qualified in packages):
             kept.append(chunk)
