@@ -323,3 +323,19 @@ def test_temporaries_of_dead_builds_are_removed(tmp_path: Path) -> None:
     assert cache.remove_stale_temporaries() == 1
     assert not stale.exists()
     assert mine.exists() and other.exists()
+
+
+def test_two_layers_of_the_same_bytes_share_one_blob(
+    where: tuple[Path, LayerCache, Path], tmp_path: Path
+) -> None:
+    root, cache, hashes = where
+    generated, lib, _ = _groups(root)
+    twice = [lib, generated, lib]
+    _build(root, cache, tmp_path / "b1", hashes, groups=twice)
+    rejected = layercache.stats.rejected
+    warm = _build(root, cache, tmp_path / "b2", hashes, groups=twice)
+    assert warm.cached == [True, True, True]
+    assert layercache.stats.rejected == rejected
+    assert warm.layers[0].digest == warm.layers[2].digest
+    assert warm.layers[0].path == warm.layers[2].path
+    assert hashlib.sha256(warm.layers[2].path.read_bytes()).hexdigest() == warm.layers[2].digest.hex

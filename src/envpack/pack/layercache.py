@@ -126,17 +126,19 @@ class LayerCache:
         digest: Digest = record["digest"]
         cached = self.blobs / digest.hex
         target = blob_dir / digest.hex
-        try:
-            copied = _copy_verified(cached, target, digest, record["size"])
-        except OSError:
-            copied = False
-        if not copied:
-            with _stats_lock:
-                stats.rejected += 1
-            for path in (cached, self.keys / f"{key}.json"):
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-            return None
+        if not target.exists():  # a second layer of the same bytes shares the first's blob
+            try:
+                source = cached.open("rb")
+            except OSError:
+                source = None  # pruned meanwhile, or unreadable: a miss
+            # Errors writing into the build (a full disk) are the build's: not caught here.
+            if source is None or not _copy_verified(source, target, digest, record["size"]):
+                with _stats_lock:
+                    stats.rejected += source is not None
+                for path in (cached, self.keys / f"{key}.json"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                return None
         return Layer(
             digest=digest,
             diff_id=record["diff_id"],
@@ -300,11 +302,12 @@ def _write_new(target: Path, fill: Callable[[BinaryIO], object]) -> None:
         raise
 
 
-def _copy_verified(cached: Path, target: Path, digest: Digest, size: int) -> bool:
-    """Copy ``cached`` to ``target`` while hashing it; ``False`` (nothing left) on a mismatch."""
+def _copy_verified(source: BinaryIO, target: Path, digest: Digest, size: int) -> bool:
+    """Copy ``source`` (closed here) to ``target`` while hashing it; ``False`` (nothing
+    left at ``target``) when the bytes are not those of ``digest``."""
     hasher = hashlib.sha256()
     length = 0
-    with cached.open("rb") as source, target.open("xb") as out:
+    with source, target.open("xb") as out:
         while True:
             chunk = source.read(_COPY_BLOCK)
             if not chunk:
