@@ -385,23 +385,3 @@ def test_a_damaged_layout_is_refused_by_size_or_by_the_registry(
     line = flipped.stderr.strip()
     assert "\n" not in line and "DIGEST_INVALID" in line, line
     assert registry.requests_logged("PUT", f"/v2/{REPO}/manifests/damaged") == 0
-
-
-def test_sbom_of_a_manifest_read_from_the_registry(
-    registry: Registry, tmp_path: Path, clean_env: dict[str, str]
-) -> None:
-    env = _env(clean_env, tmp_path)
-    pair = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    (Path(env["DOCKER_CONFIG"]) / "config.json").write_text(
-        json.dumps({"auths": {registry.host: {"auth": pair}}})
-    )
-    ref = f"{registry.host}/registry-envpack/fleet:sbom"
-    local = tmp_path / "m.json"
-    pushed = run_envpack("capture", "-q", "--only", "python_packages", "-o", str(local),
-                         "--push", ref, env=env)  # fmt: skip
-    assert pushed.returncode == 0, pushed.stderr
-    from_registry = run_envpack("sbom", f"registry:{ref}", env=env)
-    from_file = run_envpack("sbom", str(local), env=env)
-    assert from_registry.returncode == 0, from_registry.stderr
-    assert json.loads(from_registry.stdout)["bomFormat"] == "CycloneDX"
-    assert from_registry.stdout == from_file.stdout  # the same manifest, the same bytes
