@@ -950,7 +950,8 @@ def verify(
         str,
         typer.Option(
             "--fail-on",
-            help="Exit 1 when drift reaches this severity: critical, major, minor, patch, info.",
+            help="Exit 1 when drift reaches this severity: critical, major, minor, patch, "
+            "info (the default: any drift fails), or none (report only).",
         ),
     ] = "info",
     output_format: Annotated[
@@ -961,7 +962,9 @@ def verify(
         Optional[Path],
         typer.Option("-o", "--output", help="Write the report here (atomically); else stdout."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No notes on stderr.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="Nothing on stderr but errors (no notes).")
+    ] = False,
 ) -> None:
     """Check that an image holds what MANIFEST captured: its interpreter (run inside the
     image), Python packages, shared libraries and config files.
@@ -977,9 +980,10 @@ def verify(
     """
     from envpack._atomic import write_atomic
     from envpack.diff.engine import Environment, name_environments, run_diff
-    from envpack.diff.model import Severity
+    from envpack.diff.model import FAIL_ON_NONE, parse_fail_on
     from envpack.diff.policy import load_policy
     from envpack.diff.reporters import get_reporter
+    from envpack.diff.reporters._common import gate_lines
     from envpack.redact import Redactor, load_redaction_key
     from envpack.verify.run import VerifyOptions
     from envpack.verify.run import verify as run_verify
@@ -987,15 +991,16 @@ def verify(
     if runner not in ("auto", "docker", "bwrap", "none"):
         raise UsageError(f"--runner {runner!r}: choose auto, docker, bwrap or none")
     try:
-        threshold = Severity.parse(fail_on)
+        threshold: Any = parse_fail_on(fail_on)
     except ValueError as err:
         raise UsageError(f"--fail-on: {err}") from None
+    if threshold is None:
+        threshold = FAIL_ON_NONE
     options = VerifyOptions(
         runner=runner,  # type: ignore[arg-type]  # checked just above
         build_report=report,
     )
     redactor = Redactor(load_redaction_key())
-    reporter_paths = {}
     if quiet:
         result = run_verify(image, manifest, redactor, options)
     else:
@@ -1008,24 +1013,30 @@ def verify(
     environments: list[Environment] = name_environments(
         [str(manifest), image], [scoped.source, scoped.image]
     )
-    reporter_paths = {e.name: e.path for e in environments}
-    reporter = get_reporter(output_format, manifest_paths=reporter_paths)
-    outcome = run_diff(environments, policy=load_policy(policy), fail_on=threshold)
-    diff_result = outcome.result
+    to_terminal = output is None and sys.stdout.isatty()
+    reporter = get_reporter(
+        output_format,
+        manifest_paths={e.name: e.path for e in environments},
+        width=_report_width(to_terminal),
+    )
+    diff_result = run_diff(environments, policy=load_policy(policy), fail_on=threshold).result
     diff_result.notes.extend(result.notes)
     if not quiet:
         for note in diff_result.notes:
             _say(f"envpack: note: {note}")
-    color = output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    color = to_terminal and "NO_COLOR" not in os.environ
     text = reporter.render(diff_result, color=color)
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
         write_atomic(output, text.encode("utf-8"))
+    # As for diff: the verdict and the failing changes reach a CI log whatever the format.
+    if not quiet and not (output_format == "table" and to_terminal and sys.stderr.isatty()):
+        for line in gate_lines(diff_result):
+            _say(f"envpack: {line}" if not line.startswith(" ") else line)
     if not quiet:
-        verdict = diff_result.verdict
-        drift = sum(verdict.counts.values())
+        drift = sum(diff_result.verdict.counts.values())
         how = {"docker": "in Docker", "bwrap": "under bwrap", "files": "not run (files read)"}
         _say(
             f"verified {image} against {manifest}: interpreter "

@@ -120,7 +120,8 @@ def test_a_tampered_rootfs_gives_the_exact_drift(venv_env: VerifyEnv, tmp_path: 
         env=envpack_env(), timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "pyyaml" in done.stdout and "downgraded" in done.stdout
+    was = json.loads(venv_env.manifest.read_text())["python_packages"]["blinker"]["version"]
+    assert "python_packages/pyyaml" in done.stdout and f"{was} → 1.8.2" in done.stdout
 
 
 def test_an_interpreter_that_cannot_run_in_the_image_is_drift(
@@ -263,14 +264,29 @@ def _build_tampered(client: Any, base: str, venv_env: VerifyEnv, folder: Path, t
     client.images.build(path=str(folder), tag=tag, network_mode="none", rm=True, forcerm=True)
 
 
-def test_a_fresh_image_in_docker_verifies_with_no_drift(
-    venv_env: VerifyEnv, loaded_image: Any
+@pytest.mark.parametrize("transport", ["docker-daemon", "docker-archive", "oci-archive"])
+def test_a_fresh_image_verifies_with_no_drift(
+    venv_env: VerifyEnv, loaded_image: Any, transport: str
 ) -> None:
-    image, _ = loaded_image
-    done = verify_cli(f"docker-daemon:{image.tags[0]}", str(venv_env.manifest))
+    """The engine's image, and the build's one archive read as a `docker save` tar and as
+    an OCI archive (it is both)."""
+    image, archive = loaded_image
+    where = image.tags[0] if transport == "docker-daemon" else str(archive)
+    done = verify_cli(f"{transport}:{where}", str(venv_env.manifest))
     assert done.returncode == 0, done.stderr
     assert changes_of(done.stdout) == []
     assert "interpreter in Docker; no drift" in done.stderr
+    assert "built from another manifest" not in done.stderr
+
+
+def test_an_image_built_from_another_manifest_is_said(venv_env: VerifyEnv, tmp_path: Path) -> None:
+    other = tmp_path / "relabelled.json"
+    document = json.loads(venv_env.manifest.read_text())
+    document["meta"]["label"] = "relabelled"
+    other.write_text(json.dumps(document))
+    done = verify_cli(str(venv_env.rootfs), str(other))
+    assert done.returncode == 0, done.stderr  # the same environment: no drift
+    assert f"built from another manifest than {other}" in done.stderr
 
 
 def test_an_image_changed_by_docker_build_gives_the_exact_drift(
