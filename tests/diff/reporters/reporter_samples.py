@@ -23,7 +23,7 @@ UNICODE = "héllo wörld ✓ 日本"
 FINGERPRINT = "hmac-sha256:0123456789abcdef0123456789abcdef"
 
 
-def verdict_for(drifts: list[Drift], threshold: Severity) -> Verdict:
+def verdict_for(drifts: list[Drift], threshold: Severity | None) -> Verdict:
     counts = Counter(c.severity for d in drifts for c in d.changes)
     worst = max(counts, default=None)
     return Verdict(threshold=threshold, worst=worst, counts={s: counts.get(s, 0) for s in S})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from junitparser import Failure, JUnitXml
-from reporter_samples import AWKWARD_SCRIPT, no_drift, three_env, two_env
+from reporter_samples import AWKWARD_SCRIPT, no_drift, three_env, two_env, verdict_for
 
 from envpack.diff.model import Severity
 from envpack.diff.reporters.junit import JunitReporter
@@ -88,3 +88,12 @@ def test_control_characters_cannot_break_the_xml(tmp_path: Path) -> None:
     xml = _read(tmp_path, JunitReporter().render(result))
     (suite,) = list(xml)
     assert suite.tests == 19
+
+
+def test_fail_on_none_fails_no_testcase(tmp_path: Path) -> None:
+    result = two_env()
+    result.verdict = verdict_for(result.drifts, None)
+    xml = _read(tmp_path, JunitReporter().render(result))
+    (suite,) = list(xml)
+    assert (suite.tests, suite.failures) == (18, 0)
+    assert not result.verdict.failed and result.verdict.exit_code == 0
