@@ -35,7 +35,9 @@ from envpack.snapshot.config_parsers import (
 from realenv import run_envpack
 
 CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "hostile" / "config"
-_BUDGET_S = 10.0  # per file, on a loaded 2-core machine; each takes well under a second
+_BUDGET_S = (
+    10.0  # CPU seconds per file (load on the machine does not count); each takes well under one
+)
 
 # file -> (format, what the parse gives: a reason it is refused for, or None for keys)
 EXPECTED: dict[str, tuple[str, str | None]] = {
@@ -58,12 +60,12 @@ EXPECTED: dict[str, tuple[str, str | None]] = {
 
 
 def _timed_parse(fmt: str, text: str) -> dict[str, str] | ConfigParseError:
-    started = time.monotonic()
+    started = time.process_time()
     try:
         result: dict[str, str] | ConfigParseError = PARSERS[fmt](text)
     except ConfigParseError as err:
         result = err
-    assert time.monotonic() - started < _BUDGET_S
+    assert time.process_time() - started < _BUDGET_S
     return result
 
 
@@ -115,9 +117,9 @@ def test_huge_exponent_is_infinity() -> None:
 
 def test_apt_conf_comments_are_linear() -> None:
     text = (CORPUS / "unclosed-comments.apt.conf").read_text()
-    started = time.monotonic()
+    started = time.process_time()
     assert parse_apt_conf(text) == {}
-    assert time.monotonic() - started < _BUDGET_S
+    assert time.process_time() - started < _BUDGET_S
     # The meaning is unchanged on ordinary text.
     assert parse_apt_conf('A::b "x // y"; // c\n/* d */ E { f "g"; };\nH "i"; /* unclosed') == {
         "A::b": "x // y",
@@ -144,9 +146,9 @@ def _bundle_without_ends(size: int) -> bytes:
 def test_pem_scan_is_linear_on_unclosed_blocks() -> None:
     """5 MB of BEGIN lines with no END: the old regex took 8 s for 100 KB (quadratic)."""
     data = _bundle_without_ends(5 * 1024 * 1024)
-    started = time.monotonic()
+    started = time.process_time()
     facts = parse_pem(data)
-    elapsed = time.monotonic() - started
+    elapsed = time.process_time() - started
     assert (facts.certificates, facts.private_keys, facts.other) == ([], 0, [])
     assert elapsed < _BUDGET_S, f"{elapsed:.1f} s"
 
@@ -193,13 +195,13 @@ def test_capture_of_the_corpus(tmp_path: Path) -> None:
         (folder / path.name).write_bytes(path.read_bytes())
     (folder / "quadratic.crt").write_bytes(_bundle_without_ends(PARSE_LIMIT - 100_000))
     out = tmp_path / "m.json"
-    started = time.monotonic()
+    started = time.process_time()
     result = run_envpack(
         "capture", "--root", str(tmp_path / "root"), "--only", "config_files",
         "--config", "/etc/hostile/*", "--no-cache", "-q", "-o", str(out), timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert time.monotonic() - started < 60
+    assert time.process_time() - started < 60
     manifest = json.loads(out.read_text())
     files = manifest["config_files"]
     reasons = {i["path"]: i["reason"] for i in manifest["issues"]}

@@ -129,9 +129,9 @@ def test_ld_so_cache_unterminated_strings_are_bounded() -> None:
     """100,000 entries all naming one 1 MB string with no NUL: not 100 GB of copies."""
     entries = [(48 + 24 * 100_000, 48 + 24 * 100_000)] * 100_000
     data = _ld_so_cache(entries, b"x" * 1_000_000)
-    started = time.monotonic()
+    started = time.process_time()  # CPU: load does not count
     found = ldso.parse_ld_so_cache(data)
-    assert time.monotonic() - started < 10
+    assert time.process_time() - started < 10
     assert found == {}
 
 
@@ -178,10 +178,10 @@ def test_rpm_file_list_bomb_is_refused() -> None:
             (rpmdb.TAG_DIRINDEXES, 4, bytes(4 * count), count),
         ]
     )
-    started = time.monotonic()
+    started = time.process_time()  # CPU: load does not count
     with pytest.raises(rpmdb.RpmHeaderError, match="file list longer than"):
         rpmdb.parse_header(_rpm_header(tags))
-    assert time.monotonic() - started < 10
+    assert time.process_time() - started < 10
 
 
 @pytest.mark.fuzz
@@ -218,8 +218,8 @@ def test_glibc_banner_search_is_linear() -> None:
         b"GNU C Library " * 500_000 + banner,  # 18 s for 56 KB with the lazy-gap pattern
         b"GNU C Library\n version 1.1" * 300_000 + banner,  # each "version" looks back
     ):
-        started = time.monotonic()
+        started = time.process_time()  # CPU: load does not count
         assert os_libc.glibc_version_from_bytes(data) == "2.36"
-        assert time.monotonic() - started < 10
+        assert time.process_time() - started < 10
     assert os_libc.glibc_version_from_bytes(b"GNU C Library version 2.17, by Roland") == "2.17"
     assert os_libc.glibc_version_from_bytes(b"version 2.3 GNU C Library") is None
