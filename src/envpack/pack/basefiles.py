@@ -10,9 +10,10 @@ zoneinfo file with ``/etc/localtime``, and ``/etc/os-release``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from envpack.pack.fileset import FileSet
+if TYPE_CHECKING:  # the constants here are read by verify, which needs no file set
+    from envpack.pack.fileset import FileSet
 
 __all__ = ["CA_BUNDLES", "GENERATED", "NONROOT_UID", "NSSWITCH", "add_base_files"]
 

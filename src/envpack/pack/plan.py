@@ -17,10 +17,9 @@ import posixpath
 import shlex
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from envpack.errors import PackError
 from envpack.manifest import Component, Manifest, dumps
@@ -48,6 +47,7 @@ from envpack.pack.preflight import (
     parse_user,
     primary_interpreter,
 )
+from envpack.redact import holds_secrets
 from envpack.snapshot.hashcache import HashCache, default_cache_dir
 from envpack.snapshot.ldso import Resolver
 from envpack.snapshot.owners import OwnerIndex
@@ -64,7 +64,6 @@ __all__ = [
     "plan_image",
 ]
 
-_SECRET_PREFIX = "hmac-sha256:"  # noqa: S105 (how redact marks a fingerprint)
 _PENDING = "syslib:"
 
 
@@ -284,7 +283,7 @@ class _Planner:
                 reason = "replaced by the generated base file"
                 self.files.exclude(path, size if isinstance(size, int) else 0, reason)
                 continue
-            if _is_secret(component):
+            if holds_secrets(component):
                 self.secret_configs.append(path)
                 if not self.options.include_secrets:
                     size = component.get("size")
@@ -547,15 +546,6 @@ class _PendingPycs:
     def abort(self) -> None:
         self.running.abort()
         shutil.rmtree(self.copies, ignore_errors=True)
-
-
-def _is_secret(component: Mapping[str, Any]) -> bool:
-    if component.get("fingerprint") or component.get("private_keys"):
-        return True
-    keys = component.get("keys") or {}
-    return isinstance(keys, dict) and any(
-        isinstance(v, str) and v.startswith(_SECRET_PREFIX) for v in keys.values()
-    )
 
 
 def _pyc_source(path: str) -> str:

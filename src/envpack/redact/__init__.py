@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from envpack.redact.keyfile import KEY_ENV, RedactionKeyError, load_redaction_key
 from envpack.redact.names import is_secret_file, is_secret_name
-from envpack.redact.policy import FINGERPRINT_PREFIX, Redactor, mask
+from envpack.redact.policy import FINGERPRINT_PREFIX, Redactor, holds_secrets, mask
 from envpack.redact.values import secret_spans
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "KEY_ENV",
     "RedactionKeyError",
     "Redactor",
+    "holds_secrets",
     "is_secret_file",
     "is_secret_name",
     "load_redaction_key",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
+from typing import Any
 
 from envpack.redact.names import is_secret_name
 from envpack.redact.values import SCAN_LIMIT, secret_spans
@@ -143,3 +144,15 @@ def _named_secret(key: str, parsed: Mapping[str, str]) -> bool:
         if isinstance(name, str) and is_secret_name(name):
             return True
     return False
+
+
+def holds_secrets(config_file: Mapping[str, Any]) -> bool:
+    """Whether a captured config file component holds secrets: a secret-named file (kept only
+    as a fingerprint), a PEM private key, or a key whose value was fingerprinted. The build
+    packs such files only with ``--include-secrets``, and verify expects them left out."""
+    if config_file.get("fingerprint") or config_file.get("private_keys"):
+        return True
+    keys = config_file.get("keys") or {}
+    return isinstance(keys, dict) and any(
+        isinstance(v, str) and v.startswith(FINGERPRINT_PREFIX) for v in keys.values()
+    )

@@ -25,11 +25,12 @@ listed here and in the README.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from envpack.manifest import CAPTURED, Component, Manifest, Section
+from envpack.pack.basefiles import GENERATED
+from envpack.redact import holds_secrets
 
 __all__ = [
     "KERNEL_MARKERS",
@@ -44,11 +45,6 @@ SECTIONS: tuple[str, ...] = ("interpreters", "python_packages", "libraries", "co
 
 KERNEL_MARKERS = ("platform_release", "platform_version")
 """Interpreter markers read from the running kernel (``uname``), not from the image."""
-
-# Files envpack's base writes in every image (envpack.pack.basefiles.GENERATED); kept
-# here by value so that this pure module imports nothing from the builder.
-_GENERATED = frozenset({"/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/hosts"})
-_SECRET_PREFIX = "hmac-sha256:"  # noqa: S105 (how envpack.redact marks a fingerprint)
 
 
 @dataclass(frozen=True)
@@ -324,16 +320,6 @@ def _libraries(
 # -- config files ---------------------------------------------------------------------------
 
 
-def _is_secret(component: Mapping[str, Any]) -> bool:
-    """The builder's rule (envpack.pack.plan): such files are packed only on request."""
-    if component.get("fingerprint") or component.get("private_keys"):
-        return True
-    keys = component.get("keys") or {}
-    return isinstance(keys, dict) and any(
-        isinstance(v, str) and v.startswith(_SECRET_PREFIX) for v in keys.values()
-    )
-
-
 def _config_view(component: Component) -> Component:
     return {k: v for k, v in component.items() if k != "owner_name"}
 
@@ -351,18 +337,18 @@ def _configs(
     secret: list[str] = []
     excluded: list[str] = []
     for path, component in sa.items():
-        if path in _GENERATED:
+        if path in GENERATED:
             generated.append(path)
         elif path in packing.excluded or _matches(path, packing.exclude_globs):
             excluded.append(path)
-        elif path not in sb and _is_secret(component):
+        elif path not in sb and holds_secrets(component):
             secret.append(path)
         else:
             a[path] = _config_view(component)
     b = {
         path: _config_view(c)
         for path, c in sb.items()
-        if path not in _GENERATED and path not in excluded
+        if path not in GENERATED and path not in excluded
     }
     if generated:
         notes.append(
