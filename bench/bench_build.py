@@ -31,13 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import child_env, ensure_venv, envpack_command, find_python311
+from benchlib import child_env, envpack_command, flask_venv
 
 from envpack.manifest import load_manifest
 from envpack.pack.plan import PlanOptions, plan_image
 from envpack.snapshot.source import Source
 
-REQUIREMENTS = ("flask", "numpy", "psycopg2-binary", "PyYAML")
 GOAL_WALL = 0.5
 GOAL_COMPRESSED = 1.15
 GOAL_SIZE = 0.6
@@ -106,9 +105,7 @@ def main() -> None:
     parser.add_argument("--python", help="base CPython 3.11 for the venv")
     args = parser.parse_args()
     repeat = max(3, args.repeat)
-    python = ensure_venv(
-        args.python or find_python311(), name="py311-flask", requirements=REQUIREMENTS
-    )
+    python = flask_venv(args.python)
     env = child_env()
     envpack = envpack_command()
     app_dir = Path(__file__).resolve().parent.parent / "fixtures" / "build_app"

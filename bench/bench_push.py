@@ -33,11 +33,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from benchlib import child_env, ensure_venv, envpack_command, find_python311, time_run
+from benchlib import child_env, envpack_command, flask_venv, time_run
 
 from envpack.registry import RegistryClient, RegistryRef, push_layout
 
-REQUIREMENTS = ("flask", "numpy", "psycopg2-binary", "PyYAML")
 GOAL_PUSH = 1.0
 GOAL_SECOND = 0.1
 
@@ -103,9 +102,7 @@ def main() -> None:
     for tool in ("docker-registry", "skopeo"):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench: {tool} is not installed (.ci/setup installs it)")
-    python = ensure_venv(
-        args.python or find_python311(), name="py311-flask", requirements=REQUIREMENTS
-    )
+    python = flask_venv(args.python)
     env = child_env()
     envpack = envpack_command()
     app_dir = Path(__file__).resolve().parent.parent / "fixtures" / "build_app"

@@ -23,14 +23,12 @@ from pathlib import Path
 
 from benchlib import (
     child_env,
-    ensure_venv,
     envpack_command,
-    find_python311,
+    flask_venv,
     medians,
     time_run,
 )
 
-REQUIREMENTS = ("flask", "numpy", "psycopg2-binary", "PyYAML")
 GOAL = 0.1
 
 
@@ -40,9 +38,7 @@ def main() -> None:
     parser.add_argument("--python", help="base CPython 3.11 for the venv")
     args = parser.parse_args()
     repeat = max(3, args.repeat)
-    python = ensure_venv(
-        args.python or find_python311(), name="py311-flask", requirements=REQUIREMENTS
-    )
+    python = flask_venv(args.python)
     env = child_env()
     envpack = envpack_command()
     fixture = Path(__file__).resolve().parent.parent / "fixtures" / "build_app"

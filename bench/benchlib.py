@@ -73,6 +73,17 @@ def ensure_venv(
     return python
 
 
+FLASK_REQUIREMENTS = ("flask", "numpy", "psycopg2-binary", "PyYAML")
+"""The build benchmarks' application: a small Flask app with C extensions (issue 8)."""
+
+
+def flask_venv(base_python: str | None) -> Path:
+    """The CPython 3.11 virtualenv the build, rebuild and push benchmarks pack."""
+    return ensure_venv(
+        base_python or find_python311(), name="py311-flask", requirements=FLASK_REQUIREMENTS
+    )
+
+
 def parse_venv_args(description: str, *, repeat: int, minimum: int) -> tuple[int, Path]:
     """``--repeat`` and ``--python`` of a benchmark over the cached venv: (runs, its python)."""
     parser = argparse.ArgumentParser(description=description)
