@@ -156,6 +156,24 @@ def make_venv(base_python: Path, dest: Path, wheels: list[Path]) -> Path:
     return dest / "bin" / "python"
 
 
+def make_pypi_venv(base_python: Path, dest: Path, requirements: tuple[str, ...]) -> Path | str:
+    """A virtualenv at ``dest`` with ``requirements`` from the index.
+
+    Its python, or why the index could not give them (the caller skips on that).
+    """
+    python = make_venv(base_python, dest, [])
+    if not (dest / "bin" / "pip").exists():
+        subprocess.run([str(python), "-m", "ensurepip"], capture_output=True, check=True)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+         *requirements],
+        capture_output=True, text=True, check=False, timeout=900,
+    )  # fmt: skip
+    if done.returncode != 0:
+        return f"pip install {' '.join(requirements)} failed: {done.stderr[-400:]}"
+    return python
+
+
 def run_envpack(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300, **kwargs: object
 ) -> subprocess.CompletedProcess[str]:

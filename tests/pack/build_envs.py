@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from realenv import FIXTURES, make_venv, run_envpack
+from realenv import FIXTURES, run_envpack
 
 __all__ = [
     "APP_SOURCE",
@@ -24,7 +24,6 @@ __all__ = [
     "BuiltEnv",
     "build",
     "capture",
-    "make_pypi_venv",
     "run_check_in_docker",
     "write_app",
 ]
@@ -56,24 +55,6 @@ class BuiltEnv:
     def check_command(self) -> list[str]:
         """The container's command (the entrypoint is the venv's python)."""
         return [f"{APP_DEST}/check.py", *REQUIRED[self.version]]
-
-
-def make_pypi_venv(base_python: Path, dest: Path, requirements: tuple[str, ...]) -> Path | str:
-    """A virtualenv at ``dest`` with ``requirements`` from the index.
-
-    Its python, or why the index could not give them (the caller skips on that).
-    """
-    python = make_venv(base_python, dest, [])
-    if not (dest / "bin" / "pip").exists():
-        subprocess.run([str(python), "-m", "ensurepip"], capture_output=True, check=True)
-    done = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         *requirements],
-        capture_output=True, text=True, check=False, timeout=900,
-    )  # fmt: skip
-    if done.returncode != 0:
-        return f"pip install {' '.join(requirements)} failed: {done.stderr[-400:]}"
-    return python
 
 
 def write_app(dest: Path, *, greeting: str = "hello") -> Path:

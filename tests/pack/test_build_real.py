@@ -27,13 +27,12 @@ from build_envs import (
     BuiltEnv,
     build,
     capture,
-    make_pypi_venv,
     report_of,
     run_check_in_docker,
     write_app,
 )
 
-from realenv import REPO, pyenv_python, run_envpack
+from realenv import REPO, make_pypi_venv, pyenv_python, run_envpack
 
 # Making the environments (pip from the index) and a cold build take minutes on a loaded
 # 2-core machine: well past the suite's 300 s default.

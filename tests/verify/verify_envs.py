@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from realenv import make_venv, pyenv_python, run_envpack
+from realenv import make_pypi_venv, pyenv_python, run_envpack
 
 __all__ = ["EPOCH", "VerifyEnv", "changes_of", "envpack_env", "make_verify_env", "verify_cli"]
 
@@ -44,28 +44,13 @@ class VerifyEnv:
     report: Path
 
 
-def _pypi_venv(base_python: Path, dest: Path) -> Path | str:
-    """A venv at ``dest`` with REQUIREMENTS from the package index; else why not."""
-    python = make_venv(base_python, dest, [])
-    if not (dest / "bin" / "pip").exists():
-        subprocess.run([str(python), "-m", "ensurepip"], capture_output=True, check=True)
-    done = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         *REQUIREMENTS],
-        capture_output=True, text=True, check=False, timeout=900,
-    )  # fmt: skip
-    if done.returncode != 0:
-        return f"pip install {' '.join(REQUIREMENTS)} failed: {done.stderr[-400:]}"
-    return python
-
-
 def make_verify_env(base: Path) -> VerifyEnv | str:
     """The environment, captured and built as a rootfs; or why it cannot be made."""
     python = pyenv_python("3.11")
     if python is None:
         return "CPython 3.11 is not installed (pyenv versions)"
     folder = base / "verify-env"
-    made = _pypi_venv(python, folder / "venv")
+    made = make_pypi_venv(python, folder / "venv", REQUIREMENTS)
     if isinstance(made, str):
         return made
     config = folder / "etc" / "app.ini"
