@@ -198,10 +198,23 @@ def _config(layers: list[bytes], env: dict[str, str]) -> bytes:
     ).encode()
 
 
+def zstd_compress(data: bytes) -> bytes:
+    """``data`` as one zstd frame (the library ``zstd(1)`` is built on)."""
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=3).compress(data)
+
+
 def write_docker_archive(
-    target: Path, layers: list[bytes], *, env: dict[str, str] | None = None, tag: str = ""
+    target: Path,
+    layers: list[bytes],
+    *,
+    env: dict[str, str] | None = None,
+    tag: str = "",
+    zstd: bool = False,
 ) -> Path:
-    """A ``docker save``-format tar (Docker 20.10's layout) of uncompressed ``layers``."""
+    """A ``docker save``-format tar (Docker 20.10's layout) of uncompressed ``layers``
+    (with ``zstd``, each layer file zstd-compressed; the diff IDs stay the tars')."""
     import hashlib
     import json
 
@@ -212,7 +225,7 @@ def write_docker_archive(
     for number, layer in enumerate(layers):
         name = f"{number:04d}{hashlib.sha256(layer).hexdigest()[:8]}/layer.tar"
         names.append(name)
-        files.append((name, layer))
+        files.append((name, zstd_compress(layer) if zstd else layer))
     manifest = [{"Config": config_name, "RepoTags": [tag] if tag else None, "Layers": names}]
     files.append(("manifest.json", json.dumps(manifest).encode()))
     with tarfile.open(target, "w") as tar:
@@ -224,9 +237,14 @@ def write_docker_archive(
 
 
 def write_oci_layout(
-    target: Path, layers: list[bytes], *, env: dict[str, str] | None = None, tag: str = "latest"
+    target: Path,
+    layers: list[bytes],
+    *,
+    env: dict[str, str] | None = None,
+    tag: str = "latest",
+    zstd: bool = False,
 ) -> Path:
-    """An OCI image layout folder of ``layers``, gzip-compressed, tagged ``tag``."""
+    """An OCI image layout folder of ``layers``, gzip-compressed (or zstd), tagged ``tag``."""
     import gzip
     import hashlib
     import json
@@ -242,10 +260,11 @@ def write_oci_layout(
     config_digest, config_size = put(_config(layers, env or {}))
     descriptors = []
     for layer in layers:
-        digest, size = put(gzip.compress(layer, mtime=0))
+        digest, size = put(zstd_compress(layer) if zstd else gzip.compress(layer, mtime=0))
+        kind = "zstd" if zstd else "gzip"
         descriptors.append(
             {
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "mediaType": f"application/vnd.oci.image.layer.v1.tar+{kind}",
                 "digest": digest,
                 "size": size,
             }

@@ -135,6 +135,21 @@ def test_a_docker_import_reads_like_the_tree_it_was_made_from(
     assert any("libc.so.6" in key for key in from_image["libraries"])
 
 
+def _zstd_copy(layout: Path, target: Path) -> Path:
+    """skopeo's own zstd conversion of an OCI layout (every layer recompressed)."""
+    subprocess.run(
+        ["skopeo", "copy", "-q", "--dest-compress-format", "zstd", f"oci:{layout}:latest",
+         f"oci:{target}:latest"],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    index = json.loads((target / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].split(":")[1]
+    manifest = json.loads((target / "blobs/sha256" / digest).read_text())
+    kinds = {layer["mediaType"] for layer in manifest["layers"]}
+    assert kinds == {"application/vnd.oci.image.layer.v1.tar+zstd"}, kinds
+    return target
+
+
 def test_every_transport_reads_the_same_built_image(images: dict[str, Any], tmp_path: Path) -> None:
     refs = {
         "docker-archive": f"docker-archive:{images['saved']}",
@@ -145,6 +160,7 @@ def test_every_transport_reads_the_same_built_image(images: dict[str, Any], tmp_
         refs["oci"] = f"oci:{images['oci']}:latest"
         refs["oci-archive"] = f"oci-archive:{images['oci-archive']}"
         refs["bare oci layout"] = str(images["oci"])
+        refs["oci, zstd layers"] = f"oci:{_zstd_copy(images['oci'], tmp_path / 'zstd.oci')}:latest"
     else:
         pytest.skip("skopeo is not installed (.ci/setup installs it): no OCI layout to read")
     captured = {

@@ -2,7 +2,7 @@
 
 An uncompressed layer (``docker save``'s ``layer.tar``, an OCI ``tar`` layer) is read where
 it is: only the 512-byte headers are read, and a member's content is an offset into the
-layer file. A gzip layer cannot be read at an offset, so it is inflated once, streaming,
+layer file. A gzip or zstd layer cannot be read at an offset, so it is inflated once, streaming,
 into envpack's work folder, and never under a name from the image: a member of
 :data:`OWN_FILE` bytes or more gets a file of its own (``layer-3-17``: a probe opening it
 reads that file, with no further copy), smaller ones are appended to one data file per
@@ -16,11 +16,11 @@ import hashlib
 import os
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from envpack.oci.model import InvalidImage
 from envpack.oci.reader import BlobRange, LayerBlob, forget_members, open_regular
@@ -79,13 +79,13 @@ def read_layer(
     layer: LayerBlob, workdir: Path, number: int, *, limit: int = DEFAULT_INFLATE_LIMIT
 ) -> LayerRead:
     """Read one layer's members: in place when it is a tar, inflated into ``workdir`` when
-    it is gzip (the blob's digest checked on the way when the image names it)."""
+    it is gzip or zstd (the blob's digest checked on the way when the image names it)."""
     where = f"layer {number} ({layer.digest or layer.blob.path})"
     head = layer.blob.head(4)
     if head[:2] == _GZIP:
-        return _inflate(layer, workdir, number, limit, where)
+        return _inflate(layer, workdir, number, limit, where, _Inflating)
     if head == _ZSTD:
-        raise InvalidImage(f"{where} is zstd-compressed; envpack reads tar and gzip layers only")
+        return _inflate(layer, workdir, number, limit, where, _unzstd(layer))
     return LayerRead(list(read_members(layer.blob, where)), [layer.blob.path], frozenset())
 
 
@@ -153,11 +153,23 @@ class _Inflating:
             pass
 
 
+class _Stream(Protocol):
+    """Decompressed bytes, ``count`` at most per read; :meth:`drain` reads to the end."""
+
+    def read(self, count: int = -1) -> bytes: ...
+
+    def drain(self) -> None: ...
+
+
+_Decompress = Callable[[BinaryIO, int, int, str, Any], _Stream]
+"""Makes the decompressed stream of a blob: ``(raw, size, limit, where, blob hasher)``."""
+
+
 class _Blocks:
     """The inflated tar as a forward-only file with ``tell()``: headers are read through
     it by tarfile's own header parser, contents are copied straight through."""
 
-    def __init__(self, source: _Inflating) -> None:
+    def __init__(self, source: _Stream) -> None:
         self._source = source
         self._buffer = bytearray()
         self._at = 0  # read position inside _buffer
@@ -198,7 +210,19 @@ class _Blocks:
         return done
 
 
-def _inflate(layer: LayerBlob, workdir: Path, number: int, limit: int, where: str) -> LayerRead:
+def _unzstd(layer: LayerBlob) -> _Decompress:
+    from envpack.oci.unzstd import Unzstd  # the zstandard library: loaded for zstd layers only
+
+    # No blob digest to catch a cut stream (see envpack.oci.unzstd): check the diff ID.
+    diff_id = layer.diff_id if layer.digest is None else None
+    return lambda raw, size, limit, where, hasher: Unzstd(
+        raw, size, limit, where, hasher, diff_id=diff_id
+    )
+
+
+def _inflate(
+    layer: LayerBlob, workdir: Path, number: int, limit: int, where: str, decompress: _Decompress
+) -> LayerRead:
     hasher = hashlib.sha256() if layer.digest is not None else None
     data = workdir / f"layer-{number}.data"
     files = [data]
@@ -207,7 +231,7 @@ def _inflate(layer: LayerBlob, workdir: Path, number: int, limit: int, where: st
     try:
         with open_regular(layer.blob.path) as raw, _create(data) as spool:
             raw.seek(layer.blob.offset)
-            inflating = _Inflating(raw, layer.blob.size, limit, where, hasher)
+            inflating = decompress(raw, layer.blob.size, limit, where, hasher)
             blocks = _Blocks(inflating)
             # What tarfile's header parser needs of a TarFile (pax, GNU long names, sparse).
             state = SimpleNamespace(
