@@ -13,9 +13,11 @@ side finds a blob already there (nor can mount one), then times, in alternating 
 - a second ``envpack push`` of the unchanged image to the same tag (every blob answered
   by a HEAD) against the first: goal <= 0.1x.
 
-and, to tell the transfer from the start of a Python process (interpreter, typer,
-requests: ~0.45 s of CPU here), the same two pushes as library calls in this process
-(``envpack.registry.push_layout``, to a third repository, no mount record).
+and, to tell the transfer from the start of a Python process, the same two pushes as
+library calls in this process (``envpack.registry.push_layout``, to a third repository,
+no mount record), and the floor any Python CLI has here: the interpreter envpack runs on
+starting and doing nothing (``python -c pass``, its site-packages' ``.pth`` files
+included) and ``envpack --version`` (that plus typer and envpack's CLI module).
 
 Medians of wall and CPU time (the machine is shared: CPU time moves less with its load).
 """
@@ -27,6 +29,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -91,6 +94,24 @@ def _in_process(layout: Path, ref_text: str) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def _build_layout(
+    scratch: Path, envpack: list[str], env: dict[str, str], python: Path, app_dir: Path
+) -> Path:
+    """The Flask image as an OCI layout (captured and built untimed)."""
+    manifest = scratch / "flask.json"
+    layout = scratch / "image.oci"
+    subprocess.run(
+        [*envpack, "capture", "-q", "--python", str(python), "-o", str(manifest)],
+        env=env, check=True,
+    )  # fmt: skip
+    subprocess.run(
+        [*envpack, "build", str(manifest), "-q", "-o", str(layout), "--tag", "bench:1",
+         "--app", f"{app_dir}:/srv/app"],
+        env=env, check=True,
+    )  # fmt: skip
+    return layout
+
+
 def main() -> None:
     import argparse
 
@@ -109,23 +130,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="envpack-bench-push-") as scratch_name:
         scratch = Path(scratch_name)
         env["XDG_CACHE_HOME"] = str(scratch / "cache")
-        manifest = scratch / "flask.json"
-        layout = scratch / "image.oci"
-        subprocess.run(
-            [*envpack, "capture", "-q", "--python", str(python), "-o", str(manifest)],
-            env=env, check=True,
-        )  # fmt: skip
-        subprocess.run(
-            [*envpack, "build", str(manifest), "-q", "-o", str(layout), "--tag", "bench:1",
-             "--app", f"{app_dir}:/srv/app"],
-            env=env, check=True,
-        )  # fmt: skip
+        layout = _build_layout(scratch, envpack, env, python, app_dir)
         blobs = sum(p.stat().st_size for p in (layout / "blobs" / "sha256").iterdir())
         envpack_runs: list[tuple[float, float]] = []
         skopeo_runs: list[tuple[float, float]] = []
         second_runs: list[tuple[float, float]] = []
         inproc_first: list[tuple[float, float]] = []
         inproc_second: list[tuple[float, float]] = []
+        floor_python: list[tuple[float, float]] = []
+        floor_version: list[tuple[float, float]] = []
+        interpreter = _interpreter(envpack)
         for round_number in range(repeat):
             process, host = _start_registry(scratch / f"registry-{round_number}")
             # No record of earlier pushes: every blob is sent, as skopeo sends it.
@@ -141,6 +155,8 @@ def main() -> None:
                     skopeo_runs.append(time_run(theirs, env))
                     envpack_runs.append(time_run(ours, env))
                 second_runs.append(time_run(ours, env))
+                floor_python.append(time_run([interpreter, "-c", "pass"], env))
+                floor_version.append(time_run([*envpack, "--version"], env))
                 inproc_first.append(_in_process(layout, f"{host}/bench/inproc:1"))
                 inproc_second.append(_in_process(layout, f"{host}/bench/inproc:1"))
                 if _digest(f"{host}/bench/envpack:1") != _digest(f"{host}/bench/skopeo:1"):
@@ -151,9 +167,31 @@ def main() -> None:
                 shutil.rmtree(scratch / f"registry-{round_number}", ignore_errors=True)
 
     _report(blobs, repeat, envpack_runs, skopeo_runs, second_runs, inproc_first, inproc_second)
+    _report_floor(envpack_runs, floor_python, floor_version)
 
 
 Runs = list[tuple[float, float]]
+
+
+def _interpreter(envpack: list[str]) -> str:
+    """The Python the envpack command runs on (its script's ``#!`` line)."""
+    if len(envpack) > 1:
+        return envpack[0]
+    with open(envpack[0], "rb") as script:
+        first = script.readline()
+    if first.startswith(b"#!") and b" " not in first.strip():
+        return first[2:].strip().decode()
+    return sys.executable
+
+
+def _report_floor(envpack_runs: Runs, floor_python: Runs, floor_version: Runs) -> None:
+    first = statistics.median(run[0] for run in envpack_runs)
+    for name, runs in (("python -c pass", floor_python), ("envpack --version", floor_version)):
+        wall = statistics.median(run[0] for run in runs)
+        cpu = statistics.median(run[1] for run in runs)
+        print(f"floor: {name} {wall:.3f} s (CPU {cpu:.3f} s), {wall / first:.3f}x the first push")
+    with open("/proc/loadavg") as loadavg:
+        print(f"load average (1, 5, 15 min) at the end: {' '.join(loadavg.read().split()[:3])}")
 
 
 def _report(

@@ -8,6 +8,7 @@ stays on its one line and cannot drive the terminal. SIGINT and SIGTERM unwind t
 (a half-written ``-o`` file is removed) before the process ends by that signal.
 """
 
+import contextlib
 import os
 import signal
 import sys
@@ -67,7 +68,15 @@ err_console = cast("Console", _LazyConsole())
 
 
 def _say(line: str) -> None:
-    """Print one line on stderr; ``line`` may hold captured text, shown escaped."""
+    """Print one line on stderr; ``line`` may hold captured text, shown escaped.
+
+    Through rich only once its console exists (a live display may be on screen);
+    otherwise written as is, which is what rich would write, without its import.
+    """
+    if cast("_LazyConsole", err_console)._console is None:
+        sys.stderr.write(for_terminal(line) + "\n")
+        sys.stderr.flush()
+        return
     err_console.print(for_terminal(line), markup=False, emoji=False, highlight=False)
 
 
@@ -527,7 +536,8 @@ class _BuildProgress:
     """rich progress bars on stderr: reading, hashing, compiling, compressing, writing.
 
     The planner reports its steps by name (``interpreter``, ``distributions`` …): they
-    advance one "reading" bar, whose label names the step.
+    advance one "reading" bar, whose label names the step. Only on a terminal: elsewhere
+    (a CI log, a pipe) bars are noise, and rich's transient display left an empty line.
     """
 
     _READING = ("interpreter", "distributions", "application", "binaries", "config")
@@ -535,6 +545,11 @@ class _BuildProgress:
     _BYTES = ("compressing", "writing", "pushing")
 
     def __init__(self) -> None:
+        self._tasks: dict[str, Any] = {}
+        self.bars: Any = contextlib.nullcontext()
+        self._live = sys.stderr.isatty()
+        if not self._live:
+            return
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bars = Progress(
@@ -545,9 +560,10 @@ class _BuildProgress:
             console=cast("_LazyConsole", err_console).get(),
             transient=True,
         )
-        self._tasks: dict[str, Any] = {}
 
     def __call__(self, phase: str, done: int, total: int) -> None:
+        if not self._live:
+            return
         if phase in self._READING:
             bar, label = "reading", f"reading: {phase}"
             done, total = self._READING.index(phase), len(self._READING)
@@ -788,12 +804,29 @@ def _size(count: int) -> str:
     raise AssertionError("unreachable")
 
 
+def _layer_cache_root() -> Path:
+    """The layer cache's folder; refused when it, or a folder above it, is not a folder
+    (``ENVPACK_CACHE_DIR`` naming a file), rather than reported as an empty cache."""
+    from envpack.pack.layercache import layer_cache_dir
+
+    root = layer_cache_dir()
+    for folder in (root, *root.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                raise UsageError(
+                    f"the layer cache {root} cannot be used: {folder} is not a folder "
+                    "(check ENVPACK_CACHE_DIR)"
+                )
+            break
+    return root
+
+
 @cache_app.command("info")
 def cache_info() -> None:
     """Where the layer cache is ($ENVPACK_CACHE_DIR/layers), how many layers and bytes."""
-    from envpack.pack.layercache import LayerCache, layer_cache_dir
+    from envpack.pack.layercache import LayerCache
 
-    found = LayerCache(layer_cache_dir()).summary()
+    found = LayerCache(_layer_cache_root()).summary()
     typer.echo(for_terminal(str(found.path)))
     typer.echo(f"{found.layers} layers, {found.blobs} blobs, {_size(found.bytes)}")
 
@@ -801,9 +834,9 @@ def cache_info() -> None:
 @cache_app.command("prune")
 def cache_prune() -> None:
     """Empty the layer cache; say how many layers and bytes were freed."""
-    from envpack.pack.layercache import LayerCache, layer_cache_dir
+    from envpack.pack.layercache import LayerCache
 
-    done = LayerCache(layer_cache_dir()).prune()
+    done = LayerCache(_layer_cache_root()).prune()
     typer.echo(
         f"removed {done.layers} layers, {done.blobs} blobs, {_size(done.bytes)} freed "
         f"from {for_terminal(str(done.path))}"

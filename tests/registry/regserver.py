@@ -14,6 +14,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -145,7 +146,7 @@ class TokenServer:
 class Registry:
     """One ``docker-registry`` process with its own config, storage and log."""
 
-    def __init__(self, folder: Path, auth: str) -> None:
+    def __init__(self, folder: Path, auth: str, *, delete: bool = False) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.auth = auth
@@ -157,7 +158,8 @@ class Registry:
         lines = [
             "version: 0.1",
             "log: {level: info, accesslog: {disabled: false}}",
-            f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}}}",
+            f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}"
+            + (", delete: {enabled: true}}" if delete else "}"),
             f"http: {{addr: '{self.host}', secret: envpack-test-secret}}",
         ]
         if auth == "htpasswd":
@@ -210,6 +212,20 @@ class Registry:
             1 for line in self.log_text().splitlines() if f'"{method} ' in line and needle in line
         )
 
+    def answered(self, method: str, needle: str) -> int:
+        """Like :meth:`requests_logged` (``method`` ``"*"``: any), without the 401s that
+        only asked for credentials."""
+        pattern = re.compile(r'"[A-Z]+ ' if method == "*" else re.escape(f'"{method} '))
+        return sum(
+            1
+            for line in self.log_text().splitlines()
+            if pattern.search(line) and needle in line and '" 401 ' not in line
+        )
+
+    def client_ports(self) -> set[str]:
+        """The client ports of every request logged: one per TCP connection."""
+        return set(re.findall(r'remoteaddr="127\.0\.0\.1:(\d+)"', self.log_text()))
+
     def close(self) -> None:
         self.kill()
         if self.token_server is not None:
@@ -217,8 +233,8 @@ class Registry:
 
 
 @contextlib.contextmanager
-def running_registry(folder: Path, auth: str) -> Iterator[Registry]:
-    registry = Registry(folder, auth)
+def running_registry(folder: Path, auth: str, *, delete: bool = False) -> Iterator[Registry]:
+    registry = Registry(folder, auth, delete=delete)
     try:
         yield registry
     finally:

@@ -56,6 +56,12 @@ def test_build_push_pulls_back_and_runs(
         assert built.returncode == 0, built.stderr
         digest = json.loads(report.read_text())["image_digest"]
         assert f"pushed {ref}@{digest}" in built.stderr
+        # No progress bar left behind (stderr is no terminal); the last line says what
+        # was done with the image: no layout was written, it was pushed.
+        assert built.stderr.startswith("layer "), built.stderr[:200]
+        assert "\n\n" not in built.stderr
+        last = built.stderr.splitlines()[-1]
+        assert last.startswith("built in ") and last.endswith(f": pushed {ref}"), last
         assert json.loads(report.read_text())["published"].startswith(f"pushed {ref}@{digest}")
         assert list(work.iterdir()) == [], "the workspace was left behind"
         assert PASSWORD not in built.stderr

@@ -198,3 +198,61 @@ def test_transient_answers_are_retried_then_reported_in_one_line(blob: Blob) -> 
         )
     finally:
         server.close()
+
+
+def test_a_redirect_to_another_host_drops_the_authorization() -> None:
+    """Reads follow redirects; credentials never travel to another host (a blob store)."""
+
+    def storage(server: _Scripted, method: str, path: str, headers: Any, body: bytes) -> Any:
+        server.bodies[path] = (headers.get("Authorization") or "").encode()
+        return 200, {}
+
+    store = _Scripted(storage)
+
+    def registry(server: _Scripted, method: str, path: str, headers: Any, body: bytes) -> Any:
+        server.bodies[path] = (headers.get("Authorization") or "").encode()
+        if path == "/v2/r/blobs/here":
+            return 307, {"Location": "/v2/r/blobs/moved"}
+        if path == "/v2/r/blobs/away":
+            return 307, {"Location": f"http://{store.host}/bucket/blob?sig=1"}
+        return 200, {}
+
+    origin = _Scripted(registry)
+    try:
+        client = RegistryClient(origin.host, f"http://{origin.host}")
+        client.auth.header = "Bearer t0ken-not-to-forward"
+        for path in ("/v2/r/blobs/here", "/v2/r/blobs/away"):
+            response = client.request("GET", path, what="reading")
+            assert response.status_code == 200
+        assert origin.bodies["/v2/r/blobs/moved"] == b"Bearer t0ken-not-to-forward"
+        assert store.bodies["/bucket/blob?sig=1"] == b""
+        # A PUT is never redirected: its 307 comes back to the caller.
+        response = client.request("PUT", "/v2/r/blobs/away", what="writing", body=lambda: b"x")
+        assert response.status_code == 307
+        assert [m for m, _, _ in store.seen] == ["GET"]  # the redirected GET only
+    finally:
+        origin.close()
+        store.close()
+
+
+def test_the_blob_record_is_left_alone_when_it_already_says_so(tmp_path: Path) -> None:
+    from envpack.registry.pushed import BlobSources
+
+    record = BlobSources("h:1", tmp_path)
+    record.record(["sha256:aa", "sha256:bb"], "team/app")
+    [written] = tmp_path.glob("*.json")
+    known = record.load()
+    assert known == {"sha256:aa": "team/app", "sha256:bb": "team/app"}
+    before = written.stat().st_mtime_ns
+    written.chmod(0o444)  # a write would now fail loudly in the test, not silently
+    try:
+        record.record(["sha256:bb", "sha256:aa"], "team/app", known)
+        assert written.stat().st_mtime_ns == before
+    finally:
+        written.chmod(0o644)
+    record.record(["sha256:aa", "sha256:cc"], "team/other", known)
+    assert record.load() == {
+        "sha256:bb": "team/app",
+        "sha256:aa": "team/other",
+        "sha256:cc": "team/other",
+    }

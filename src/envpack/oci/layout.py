@@ -17,12 +17,11 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envpack.errors import PackError
 from envpack.oci import media
 from envpack.oci.digest import Digest, DigestingWriter
-from envpack.oci.image import Image
 from envpack.oci.model import (
     Descriptor,
     Index,
@@ -33,6 +32,9 @@ from envpack.oci.model import (
     parse_json_object,
 )
 from envpack.oci.outputs import TEMP_MARK, temp_prefix
+
+if TYPE_CHECKING:  # the writer's input; reading a layout (push) needs no builder code
+    from envpack.oci.image import Image
 
 __all__ = [
     "ANNOTATION_REF_NAME",

@@ -185,9 +185,20 @@ class BuildReport:
             lines.append(f"loaded into Docker as {self.tag or self.loaded_image_id}")
         if self.published:
             lines.append(self.published)
-        where = f" → {self.output}" if self.output else ""
-        lines.append(f"built {self.format} in {self.seconds:.1f} s{where}")
+        lines.append(self._last_line())
         return lines
+
+    def _last_line(self) -> str:
+        """What the build made of the image: a file or folder, a push, a load into Docker."""
+        if self.output:
+            return f"built {self.format} in {self.seconds:.1f} s → {self.output}"
+        done = []
+        if self.published:
+            # PushResult.summary(): "pushed HOST/REPO:TAG@sha256:…: …"
+            done.append(self.published.split("@", 1)[0])
+        if self.loaded_image_id:
+            done.append(f"loaded {self.tag or self.loaded_image_id} into Docker")
+        return f"built in {self.seconds:.1f} s: {' and '.join(done) or 'nothing written'}"
 
 
 def _human(size: int) -> str:

@@ -16,7 +16,8 @@ from envpack.oci.digest import Digest
 from envpack.oci.model import Descriptor, InvalidImage, parse_json_object
 from envpack.registry.blobs import read_blob
 from envpack.registry.client import RegistryClient
-from envpack.registry.errors import RegistryError
+from envpack.registry.errors import RegistryError, TransientError
+from envpack.registry.http import ConnectionFailed
 from envpack.registry.push import PushResult
 from envpack.registry.referrers import push_artifact
 from envpack.registry.refs import RegistryRef
@@ -70,7 +71,9 @@ def pull_manifest(
     if response.status_code != 200:
         raise client.error(response, what)
     try:
-        body = response.raw.read(_MANIFEST_JSON_LIMIT + 1, decode_content=True)
+        body = response.read(_MANIFEST_JSON_LIMIT + 1)
+    except ConnectionFailed:
+        raise TransientError(f"{client.host}: {what}: connection lost") from None
     finally:
         response.close()
     if len(body) > _MANIFEST_JSON_LIMIT:
@@ -108,5 +111,11 @@ def pull_manifests(refs: Sequence[RegistryRef], *, limit: int) -> list[bytes]:
             clients[ref.host] = RegistryClient.for_ref(ref, push=False)
         else:
             clients[ref.host].auth.add_scope(f"repository:{ref.repository}:pull")
-    with ThreadPoolExecutor(max_workers=min(8, len(refs)) or 1) as pool:
-        return list(pool.map(lambda r: pull_manifest(r, limit=limit, client=clients[r.host]), refs))
+    try:
+        with ThreadPoolExecutor(max_workers=min(8, len(refs)) or 1) as pool:
+            return list(
+                pool.map(lambda r: pull_manifest(r, limit=limit, client=clients[r.host]), refs)
+            )
+    finally:
+        for client in clients.values():
+            client.close()

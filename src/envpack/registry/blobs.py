@@ -1,8 +1,8 @@
 """Blob transfer: skip what the registry has, mount what a sibling repository has,
 stream the rest from disk (monolithic, or in chunks where the registry wants them).
 
-A blob is never read whole into memory: :class:`FileSlice` hands ``requests`` 1 MiB at a
-time. An upload that fails transiently (connection reset, 5xx) is restarted from a new
+A blob is never read whole into memory: :class:`FileSlice` hands the connection 1 MiB at
+a time. An upload that fails transiently (connection reset, 5xx) is restarted from a new
 upload session, since the state of the old one is unknown.
 """
 
@@ -16,16 +16,15 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 from urllib.parse import urlencode
 
-import requests
-
 from envpack.oci.digest import Digest, InvalidDigest
 from envpack.oci.model import Descriptor
 from envpack.registry.client import RegistryClient
 from envpack.registry.errors import RegistryError, TransientError
+from envpack.registry.http import BLOCK, ConnectionFailed
 
 __all__ = ["Blob", "BlobOutcome", "FileSlice", "ensure_blob", "read_blob"]
 
-_READ = 1 << 20
+_READ = BLOCK
 # Monolithic uploads refused with these (payload too large, method not allowed or not
 # implemented for a PUT with a body): fall back to PATCH chunks.
 _REFUSED_MONOLITHIC = frozenset({405, 413, 416, 501})
@@ -53,9 +52,8 @@ class Blob:
 class FileSlice:
     """``length`` bytes of a file (or of bytes) from ``offset``, read 1 MiB at a time.
 
-    ``len()`` is the length, so ``requests`` sends a Content-Length and streams the body
-    by ``read()``. Deliberately no ``tell``/``seek``: ``requests`` would take an
-    unseekable stream's length for zero.
+    ``len()`` is the length (sent as Content-Length); the connection streams the body by
+    ``read()``, one block per send.
     """
 
     def __init__(
@@ -278,7 +276,7 @@ def read_blob(client: RegistryClient, repository: str, descriptor: Descriptor, l
             if got > descriptor.size:
                 raise RegistryError(f"{client.host}: {what}: longer than its descriptor says")
             parts.append(chunk)
-    except (OSError, requests.RequestException):
+    except ConnectionFailed:
         raise TransientError(f"{client.host}: {what}: connection lost") from None
     finally:
         response.close()

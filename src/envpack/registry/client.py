@@ -1,4 +1,4 @@
-"""A small client of the OCI distribution API on ``requests`` (which the Docker SDK brings).
+"""A small client of the OCI distribution API, on :mod:`envpack.registry.http`.
 
 One :class:`RegistryClient` speaks to one registry host: it adds the ``Authorization``
 header its :class:`~envpack.registry.auth.Authenticator` learned, answers 401 challenges
@@ -15,20 +15,21 @@ operation, the status and the registry's own error codes, masked by
 from __future__ import annotations
 
 import functools
+import http.client
+import json
 import random
+import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection
 from typing import Any
-from urllib.parse import urljoin
-
-import requests
+from urllib.parse import urlencode, urljoin
 
 from envpack import __version__
-from envpack.redact import mask
 from envpack.registry.auth import Authenticator, Credentials
 from envpack.registry.errors import AuthError, RegistryError, TransientError
+from envpack.registry.http import ConnectionFailed, Response, Transport
 from envpack.registry.refs import RegistryRef
 
 __all__ = ["TRANSIENT_STATUS", "Body", "RegistryClient"]
@@ -40,8 +41,8 @@ Body = Callable[[], object]
 
 
 class RegistryClient:
-    """Requests to one registry host with auth and retries; thread-safe (a session per
-    thread, one shared authenticator)."""
+    """Requests to one registry host with auth and retries; thread-safe (a keep-alive
+    connection per thread, one shared authenticator)."""
 
     def __init__(
         self,
@@ -62,7 +63,7 @@ class RegistryClient:
         self.timeout = timeout
         self.calls: Counter[str] = Counter()
         """``"METHOD kind"`` → count of requests sent (tests and benchmarks read it)."""
-        self._local = threading.local()
+        self._transport = Transport(f"envpack/{__version__}", timeout)
         self._lock = threading.Lock()  # the call counters
         self._auth_lock = threading.Lock()  # one thread answers a challenge at a time
 
@@ -104,22 +105,27 @@ class RegistryClient:
         if response.status_code not in (200, 404):
             raise self.error(response, "connecting")
 
-    # -- plumbing -------------------------------------------------------------------------
+    def close(self, *, other_threads_only: bool = False) -> None:
+        """Close the keep-alive connections (a later request opens a new one).
 
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers["User-Agent"] = f"envpack/{__version__}"
-            session.trust_env = False  # no proxy or netrc from the environment: explicit only
-            self._local.session = session
-        return session
+        ``other_threads_only``: those of worker threads that have finished, keeping this
+        thread's own for the requests it still makes.
+        """
+        self._transport.close(other_threads_only=other_threads_only)
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing -------------------------------------------------------------------------
 
     def url(self, path_or_location: str) -> str:
         """An API path (``/v2/…``) or a ``Location`` header (absolute or relative) as a URL."""
         return urljoin(self.base_url + "/", path_or_location)
 
-    def _sleep(self, attempt: int, response: requests.Response | None) -> None:
+    def _sleep(self, attempt: int, response: Response | None) -> None:
         delay = self.backoff * (2**attempt) * (1 + random.random() / 4)  # noqa: S311 - jitter
         if response is not None:
             after = response.headers.get("Retry-After", "")
@@ -130,19 +136,25 @@ class RegistryClient:
     def _fetch_token(
         self, realm: str, query: dict[str, Any], authorization: str | None,
         form: dict[str, str] | None,
-    ) -> requests.Response:  # fmt: skip
+    ) -> Response:  # fmt: skip
         headers = {"Authorization": authorization} if authorization else {}
         for attempt in range(self.retries + 1):
             try:
                 with self._lock:
                     self.calls["GET token" if form is None else "POST token"] += 1
                 if form is None:
-                    response = self._session().get(
-                        realm, params=query, headers=headers, timeout=self.timeout
-                    )
+                    query_text = urlencode(query, doseq=True)
+                    url = realm + ("&" if "?" in realm else "?") + query_text
+                    response = self._transport.request("GET", url, headers=headers, follow=True)
                 else:
-                    response = self._session().post(realm, data=form, timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as err:
+                    response = self._transport.request(
+                        "POST",
+                        realm,
+                        headers={"Content-Type": "application/x-www-form-urlencoded"},
+                        body=urlencode(form).encode("ascii"),
+                    )
+                response.content  # noqa: B018 - read whole: the connection is free again
+            except ConnectionFailed as err:
                 if attempt >= self.retries:
                     raise TransientError(
                         f"{self.host}: cannot reach its token server ({_reason(err)})"
@@ -166,7 +178,7 @@ class RegistryClient:
         body: Body | None = None,
         stream: bool = False,
         retry: bool = True,
-    ) -> requests.Response:
+    ) -> Response:
         """Send one API request, answering auth challenges and retrying transient errors
         (unless ``retry`` is False: the caller restarts a whole upload instead).
 
@@ -183,17 +195,17 @@ class RegistryClient:
             with self._lock:
                 self.calls[f"{method} {kind}".strip()] += 1
             try:
-                response = self._session().request(
+                response = self._transport.request(
                     method,
                     url,
                     headers=sent,
-                    data=data,  # type: ignore[arg-type]  # bytes or a FileSlice (read/len)
-                    stream=stream,
-                    timeout=self.timeout,
-                    # Redirects only for reads; requests drops Authorization on a new host.
-                    allow_redirects=method in ("GET", "HEAD"),
+                    body=data,  # bytes or a FileSlice (read, and its Content-Length)
+                    # Redirects only for reads, without Authorization on another host.
+                    follow=method in ("GET", "HEAD"),
                 )
-            except (requests.ConnectionError, requests.Timeout) as err:
+                if not stream and method != "HEAD":
+                    response.content  # noqa: B018 - read whole: the connection is free again
+            except ConnectionFailed as err:
                 if retry and attempt < self.retries:
                     self._sleep(attempt, None)
                     attempt += 1
@@ -226,12 +238,15 @@ class RegistryClient:
                 )
             return response
 
-    def error(self, response: requests.Response, what: str) -> RegistryError:
+    def error(self, response: Response, what: str) -> RegistryError:
         """The one-line error for an unexpected answer: status and the registry's codes."""
+        from envpack.redact import mask
+
         detail = ""
         try:
-            body = response.json() if len(response.content) <= 65536 else None
-        except ValueError:
+            data = response.read(65537)
+            body = json.loads(data) if len(data) <= 65536 else None
+        except (ValueError, ConnectionFailed):
             body = None
         if isinstance(body, dict) and isinstance(body.get("errors"), list):
             parts = []
@@ -248,28 +263,39 @@ class RegistryClient:
         return kind(mask(" ".join(text.split())))
 
 
-def _reason(err: Exception) -> str:
-    """A short cause of a connection failure, without the URL requests puts in its text."""
+def _chain(err: BaseException) -> list[BaseException]:
+    """``err`` and its causes, outermost first."""
+    chain: list[BaseException] = []
     cause: BaseException | None = err
-    while cause is not None:
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return chain
+
+
+def _reason(err: Exception) -> str:
+    """A short cause of a connection failure; never a URL (its query holds upload state)."""
+    chain = _chain(err)
+    for cause in chain:
         if isinstance(cause, ConnectionRefusedError):
             return "connection refused"
         if isinstance(cause, BrokenPipeError):
             return "connection closed while sending"
-        if isinstance(cause, ConnectionResetError):  # RemoteDisconnected is one too
+        if isinstance(cause, http.client.RemoteDisconnected):
+            return "connection closed by the registry"
+        if isinstance(cause, ConnectionResetError):
             return "connection reset"
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(err, requests.Timeout):
-        return "timed out"
-    text = str(err)
+        if isinstance(cause, ConnectionAbortedError):
+            return "connection aborted"
+        if isinstance(cause, TimeoutError):
+            return "timed out"
+        if isinstance(cause, socket.gaierror):
+            return "host not found"
+    text = " ".join(type(c).__name__ + " " + str(c) for c in chain)
     for needle, words in (
-        ("Connection refused", "connection refused"),
-        ("Connection reset", "connection reset"),
-        ("RemoteDisconnected", "connection closed by the registry"),
-        ("Connection aborted", "connection aborted"),
-        ("Name or service not known", "host not found"),
         ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
         ("WRONG_VERSION_NUMBER", "not speaking TLS (try --insecure for plain HTTP)"),
+        ("too many redirects", "too many redirects"),
     ):
         if needle in text:
             return words

@@ -8,15 +8,18 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envpack.oci import media
 from envpack.oci.digest import Digest, InvalidDigest
-from envpack.oci.image import Image
 from envpack.oci.model import Descriptor
 from envpack.registry.blobs import Blob, BlobOutcome, ensure_blob
 from envpack.registry.client import RegistryClient
 from envpack.registry.errors import RegistryError
 from envpack.registry.pushed import BlobSources
+
+if TYPE_CHECKING:  # the builder's image (push_image); a layout push needs none of it
+    from envpack.oci.image import Image
 
 __all__ = [
     "PushResult",
@@ -26,6 +29,7 @@ __all__ = [
     "push_image",
     "push_layout",
     "put_manifest",
+    "tagged_digest",
 ]
 
 _WORKERS = 4
@@ -44,8 +48,15 @@ class PushResult:
     existed: int = 0
     mounted: int = 0
     uploaded_bytes: int = 0
+    unchanged: bool = False
+    """The tag already named this manifest and every blob was there: nothing was sent."""
 
     def summary(self) -> str:
+        if self.unchanged:
+            return (
+                f"pushed {self.reference}@{self.digest}: unchanged (the tag names it already), "
+                f"0 blobs uploaded, {self.existed} already there"
+            )
         return (
             f"pushed {self.reference}@{self.digest}: {self.uploaded} blobs uploaded "
             f"({self.uploaded_bytes / 1e6:.1f} MB), {self.existed} already there, "
@@ -120,8 +131,11 @@ def push_blobs(
 
     # Biggest first, so the long uploads overlap instead of finishing last one by one.
     unique.sort(key=lambda blob: -blob.descriptor.size)
-    with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="envpack-push") as pool:
-        return dict(pool.map(one, unique))
+    try:
+        with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="envpack-push") as pool:
+            return dict(pool.map(one, unique))
+    finally:
+        client.close(other_threads_only=True)  # the workers are gone
 
 
 def put_manifest(
@@ -156,6 +170,36 @@ def put_manifest(
     return ours
 
 
+_ACCEPT = ", ".join(
+    (media.OCI_MANIFEST, media.OCI_INDEX, media.DOCKER_MANIFEST, media.DOCKER_MANIFEST_LIST)
+)
+
+
+def tagged_digest(client: RegistryClient, repository: str, tag: str) -> Digest | None:
+    """The digest of the manifest ``repository:tag`` names now (one HEAD); ``None`` when the
+    tag is absent or the registry does not say.
+
+    Also the push's first request, alone: it learns the auth scheme (answering a 401)
+    before the parallel blob requests start, as a ``GET /v2/`` would, at no extra cost.
+    """
+    response = client.request(
+        "HEAD",
+        f"/v2/{repository}/manifests/{tag}",
+        what="connecting",
+        kind="manifest-head",
+        headers={"Accept": _ACCEPT},
+    )
+    response.close()
+    if response.status_code == 404:
+        return None
+    if response.status_code != 200:
+        raise client.error(response, f"checking the manifest {tag}")
+    try:
+        return Digest.parse(response.headers.get("Docker-Content-Digest", ""))
+    except InvalidDigest:
+        return None  # not told: the manifest is put again, as if absent
+
+
 def _push(
     client: RegistryClient,
     repository: str,
@@ -169,18 +213,23 @@ def _push(
     progress: Progress | None,
 ) -> PushResult:
     client.auth.add_scope(f"repository:{repository}:pull,push")
-    client.ping()
+    ours = Digest.of_bytes(manifest)
+    there = tagged_digest(client, repository, tag)
     record = BlobSources(client.host, sources_folder)
+    known = record.load()
+    # Every blob is HEADed even when the tag already names our manifest: a registry
+    # may have lost or deleted a blob since, and only a HEAD tells.
     outcomes = push_blobs(
         client,
         repository,
         blobs,
-        sources=record.load(),
+        sources=known,
         chunk_size=chunk_size,
         progress=progress,
     )
-    digest = put_manifest(client, repository, tag, manifest, media_type)
-    record.record([str(d) for d in outcomes], repository)
+    unchanged = there == ours and all(o == "existed" for o in outcomes.values())
+    digest = ours if unchanged else put_manifest(client, repository, tag, manifest, media_type)
+    record.record([str(d) for d in outcomes], repository, known)
     sizes = {blob.descriptor.digest: blob.descriptor.size for blob in blobs}
     uploaded = [d for d, outcome in outcomes.items() if outcome == "uploaded"]
     return PushResult(
@@ -191,6 +240,7 @@ def _push(
         existed=sum(1 for o in outcomes.values() if o == "existed"),
         mounted=sum(1 for o in outcomes.values() if o == "mounted"),
         uploaded_bytes=sum(sizes[d] for d in uploaded),
+        unchanged=unchanged,
     )
 
 

@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envpack.cachedir import default_cache_dir
 from envpack.snapshot.context import CaptureContext
 from envpack.snapshot.source import Source, SourceReadError
 
@@ -88,16 +89,6 @@ def recording() -> Iterator[list[str]]:
         yield stats.recorded
     finally:
         stats.recorded = None
-
-
-def default_cache_dir() -> Path:
-    """``$ENVPACK_CACHE_DIR`` when set, else envpack's folder in the user cache folder."""
-    override = os.environ.get("ENVPACK_CACHE_DIR", "")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_path("envpack"))
 
 
 def stat_key(st: os.stat_result) -> Key:
