@@ -106,14 +106,24 @@ def test_hardlinks_share_the_content_of_their_target(tmp_path: Path) -> None:
         assert source.stat("/a/hard").st_ino == source.stat("/a/x").st_ino  # type: ignore[union-attr]
 
 
-def test_a_file_is_copied_out_once_and_only_when_opened(tmp_path: Path) -> None:
+def test_a_file_is_read_in_place_and_copied_out_only_for_a_descriptor(tmp_path: Path) -> None:
     with _open(tmp_path, LOWER) as source:
         temp = source.temp
         before = {p.name for p in temp.iterdir()}
-        assert source.read_bytes("/a/x") == b"x1"
-        assert source.read_bytes("/a/x") == b"x1"
+        assert source.read_bytes("/a/x") == b"x1"  # read where it lies in the layer
+        content, st = source.open_bytes("/a/y")
+        with content:
+            assert content.pread(10, 0) == b"y1" and content.length() == st.st_size == 2
+            assert content.pread(10, 1) == b"1" and content.pread(10, 2) == b""
+        assert {p.name for p in temp.iterdir()} == before  # nothing copied out
+        for _ in range(2):
+            fd, _ = source.open_fd("/a/x")
+            try:
+                assert os.read(fd, 10) == b"x1"
+            finally:
+                os.close(fd)
         made = {p.name for p in temp.iterdir()} - before
-        assert len(made) == 1  # one copy, of the one file read
+        assert len(made) == 1  # one copy, of the one file opened as a descriptor
     assert not temp.exists()  # closing removed envpack's temporary folder
 
 
@@ -179,6 +189,9 @@ def test_a_big_file_of_a_gzip_layer_is_read_from_its_own_file_without_a_copy(
         assert source.read_bytes("/big.bin") == big
         assert source.read_bytes("/small") == b"s"
         assert source.listdir("/a") == ["x"]
+        for path in ("/big.bin", "/small"):
+            fd, _ = source.open_fd(path)
+            os.close(fd)
         copies = {p.name for p in source.temp.iterdir()} - made
         assert len(copies) == 1  # the small file only: the big one is opened where it is
         fd, st = source.open_fd("/big.bin")

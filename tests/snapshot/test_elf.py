@@ -14,7 +14,8 @@ from elf_oracle import path_elf_files, readelf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from envpack.snapshot.elf import ElfError, ElfInfo, parse_elf, parse_elf_fd
+from envpack.snapshot.elf import ElfError, ElfInfo, parse_elf, parse_elf_bytes, parse_elf_fd
+from envpack.snapshot.filebytes import FileBytes
 from envpack.snapshot.source import NotRegularFile, Source
 
 _READELF_MACHINES = {
@@ -134,3 +135,19 @@ def test_corrupted_headers_never_crash(offset: int, value: bytes) -> None:
             parse_elf_fd(memfd, "corrupt")
     finally:
         os.close(memfd)
+
+
+@pytest.mark.parametrize("program", ["/usr/bin/cat", _real_python()])
+def test_an_elf_file_inside_a_bigger_file_reads_as_the_file_itself(
+    tmp_path: Path, program: str
+) -> None:
+    # How an image's file is read: a stretch of its layer, with bytes before and after.
+    data = Path(program).read_bytes()
+    layer = tmp_path / "layer"
+    layer.write_bytes(b"\xaa" * 1536 + data + b"\x7fELF" * 4096)
+    fd = os.open(layer, os.O_RDONLY)
+    with FileBytes(fd, 1536, len(data)) as content:
+        in_place = parse_elf_bytes(content, program)
+    assert in_place is not None
+    assert in_place == parse_elf(Source.live(), program)
+    _check_against_readelf(program, in_place)

@@ -13,6 +13,7 @@ unpacked with GNU tar).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -198,3 +199,40 @@ def test_whiteouts_and_opaque_folders_match_dockers_own_flattening(
         assert source.listdir("/etc/imagecap-opq") == ["new"]
         assert source.read_text("/etc/imagecap/hello.txt") == "hello from docker build\n"
         assert source.lstat("/usr/bin/ls") is None
+
+
+@pytest.mark.parametrize("transport", ["docker-archive", "oci"])
+def test_hashed_and_elf_files_are_read_in_place_not_copied_out(
+    images: dict[str, Any], tmp_path: Path, transport: str
+) -> None:
+    # The docker save tar has plain layers, skopeo's OCI layout gzip ones. Hashing a file
+    # and parsing its ELF headers read it where it lies in its layer (or the layer's
+    # inflated data): no file of envpack's folder is a copy of a program or a library.
+    from envpack.redact import Redactor
+    from envpack.snapshot import hashcache
+    from envpack.snapshot.capture import capture
+    from envpack.snapshot.context import CaptureOptions
+
+    if transport == "oci" and "oci" not in images:
+        pytest.skip("skopeo is not installed: no OCI layout of the image")
+    ref = (
+        f"docker-archive:{images['saved']}"
+        if transport == "docker-archive"
+        else (f"oci:{images['oci']}:latest")
+    )
+    before = hashcache.stats.bytes_hashed
+    with open_image(ref, workdir=tmp_path) as source:
+        manifest = capture(source, CaptureOptions(cache_dir=tmp_path), Redactor(b"k" * 32))
+        copies = [p for p in source.temp.iterdir() if p.name.startswith("file-")]
+        elf_copies = [p for p in copies if p.read_bytes()[:4] == b"\x7fELF"]
+        copied = sum(p.stat().st_size for p in copies)
+    hashed = hashcache.stats.bytes_hashed - before
+    binaries = manifest.sections["binaries"]
+    assert (
+        binaries["cat"]["sha256"]
+        == hashlib.sha256(Path(os.path.realpath("/usr/bin/cat")).read_bytes()).hexdigest()
+    )
+    assert binaries["cat"]["elf"] is not None
+    assert hashed > 1 << 20  # programs and libraries were hashed…
+    assert elf_copies == []  # …and none of them copied out
+    assert copied < hashed / 10

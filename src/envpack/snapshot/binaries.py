@@ -22,7 +22,8 @@ from typing import Any
 
 from envpack.fsnames import escape
 from envpack.snapshot.context import CaptureContext
-from envpack.snapshot.elf import ELF_MAGIC, ElfError, ElfInfo, parse_elf_fd
+from envpack.snapshot.elf import ELF_MAGIC, ElfError, ElfInfo, parse_elf_bytes
+from envpack.snapshot.filebytes import FileBytes
 from envpack.snapshot.hashcache import HashBatch, cache_for
 from envpack.snapshot.ldso import resolver_for
 from envpack.snapshot.owners import owners_for
@@ -91,14 +92,14 @@ def _not_a_command(st: os.stat_result | None) -> str | None:
     return f"is a {kind}, not a regular file; not a command (never opened)"
 
 
-def _inspect(fd: int, path: str) -> tuple[ElfInfo | None, str | None]:
+def _inspect(content: FileBytes, path: str) -> tuple[ElfInfo | None, str | None]:
     """ELF facts or the shebang line of an open file (read with ``pread`` only)."""
     try:
-        head = os.pread(fd, _SHEBANG_MAX, 0)
+        head = content.pread(_SHEBANG_MAX, 0)
     except OSError as err:
         raise SourceReadError(f"{path}: {err.strerror}") from err
     if head[:4] == ELF_MAGIC:
-        return parse_elf_fd(fd, path), None
+        return parse_elf_bytes(content, path), None
     if head[:2] == b"#!":
         return None, head.split(b"\n", 1)[0].decode("utf-8", "replace").rstrip()
     return None, None
@@ -188,18 +189,18 @@ def _head_facts(
         elf, shebang = _facts_from_text(remembered)
         batch.add(real, seen)
         return elf, shebang, seen
-    fd, st = ctx.source.open_fd(real)
+    content, st = ctx.source.open_bytes(real)
     try:
-        elf, shebang = _inspect(fd, real)
+        elf, shebang = _inspect(content, real)
     except ElfError as err:
         ctx.issue(SECTION, real, str(err))
         elf = shebang = None
     except BaseException:
-        os.close(fd)
+        content.close()
         raise
     else:
         cache.remember_facts(st, _FACTS_KIND, _facts_text(elf, shebang))
-    batch.add_open(real, fd, st)  # hashed in the background while the next file is read
+    batch.add_open(real, content, st)  # hashed in the background while the next file is read
     return elf, shebang, st
 
 

@@ -23,7 +23,6 @@ import dataclasses
 import errno
 import functools
 import json
-import os
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -34,9 +33,18 @@ from elftools.elf.enums import ENUM_E_MACHINE, ENUM_E_TYPE, ENUM_P_TYPE_BASE
 from elftools.elf.structs import ELFStructs
 
 from envpack.fsnames import escape_bytes
+from envpack.snapshot.filebytes import FileBytes
 from envpack.snapshot.source import Source, SourceReadError
 
-__all__ = ["ELF_MAGIC", "ElfError", "ElfInfo", "is_elf", "parse_elf", "parse_elf_fd"]
+__all__ = [
+    "ELF_MAGIC",
+    "ElfError",
+    "ElfInfo",
+    "is_elf",
+    "parse_elf",
+    "parse_elf_bytes",
+    "parse_elf_fd",
+]
 
 ELF_MAGIC = b"\x7fELF"
 
@@ -168,17 +176,17 @@ def _structs(little_endian: bool, elfclass: int, machine: str | None) -> ELFStru
     return structs
 
 
-def _pread(fd: int, size: int, offset: int) -> bytes:
+def _pread(content: FileBytes, size: int, offset: int) -> bytes:
     if size < 0 or offset < 0:
         raise ElfError("negative offset or size")
     if size > 65536:
         # pread allocates the size asked for before reading: never more than the file holds.
-        end = os.fstat(fd).st_size
+        end = content.length()
         if offset > end:
             raise ElfError("an offset past the end of the file")
         size = min(size, end - offset)
     try:
-        return os.pread(fd, size, offset)
+        return content.pread(size, offset)
     except OSError as err:
         if err.errno == errno.EINVAL:  # an offset past what the kernel takes (2**63)
             raise ElfError("an offset out of range") from err
@@ -195,17 +203,20 @@ def parse_elf(source: Source, inner: str) -> ElfInfo | None:
     Raises :class:`SourceReadError` (or its subclass :class:`ElfError`) when the file
     cannot be opened or its ELF headers are damaged.
     """
-    fd, _ = source.open_fd(inner)
-    try:
-        return parse_elf_fd(fd, inner)
-    finally:
-        os.close(fd)
+    content, _ = source.open_bytes(inner)
+    with content:
+        return parse_elf_bytes(content, inner)
 
 
 def parse_elf_fd(fd: int, name: str = "") -> ElfInfo | None:
     """ELF facts read from an open descriptor (only ``pread``: the offset is untouched)."""
+    return parse_elf_bytes(FileBytes(fd, owned=False), name)
+
+
+def parse_elf_bytes(content: FileBytes, name: str = "") -> ElfInfo | None:
+    """ELF facts read from a file's bytes (see :meth:`Source.open_bytes`)."""
     try:
-        head = os.pread(fd, 64, 0)
+        head = content.pread(64, 0)
     except OSError as err:
         raise SourceReadError(f"{name}: {err.strerror}") from err
     if not is_elf(head):
@@ -213,7 +224,7 @@ def parse_elf_fd(fd: int, name: str = "") -> ElfInfo | None:
     try:
         if len(head) < 16:
             raise ElfError("truncated identification bytes")
-        return _parse(fd, head)
+        return _parse(content, head)
     except ElfError as err:
         raise ElfError(f"{name}: damaged ELF file ({err})") from err
     except (
@@ -229,7 +240,7 @@ def parse_elf_fd(fd: int, name: str = "") -> ElfInfo | None:
         raise SourceReadError(f"{name}: {err.strerror}") from err
 
 
-def _parse(fd: int, head: bytes) -> ElfInfo:
+def _parse(content: FileBytes, head: bytes) -> ElfInfo:
     ei_class, ei_data = head[4], head[5]
     if ei_class not in (1, 2) or ei_data not in (1, 2):
         raise ElfError("unknown class or byte order")
@@ -248,7 +259,7 @@ def _parse(fd: int, head: bytes) -> ElfInfo:
         raise ElfError("bad program header size")
     if phnum > MAX_PROGRAM_HEADERS:
         raise ElfError(f"{phnum} program headers, more than {MAX_PROGRAM_HEADERS}")
-    table = _pread(fd, phnum * phentsize, phoff)
+    table = _pread(content, phnum * phentsize, phoff)
     if len(table) < phnum * phentsize:
         raise ElfError("truncated program headers")
     interp: str | None = None
@@ -262,7 +273,7 @@ def _parse(fd: int, head: bytes) -> ElfInfo:
             phdr_format, elfclass, table, index * phentsize
         )
         if p_type == _PT_INTERP:
-            data = _pread(fd, min(p_filesz, 4096), p_offset)
+            data = _pread(content, min(p_filesz, 4096), p_offset)
             interp = escape_bytes(data.split(b"\0", 1)[0])
         elif p_type == _PT_LOAD:
             loads.append((p_vaddr, p_filesz, p_offset))
@@ -273,13 +284,13 @@ def _parse(fd: int, head: bytes) -> ElfInfo:
     needed: list[str] = []
     soname = runpath = rpath = None
     if dynamic is not None:
-        needed, soname, runpath, rpath = _dynamic(fd, dynamic, loads, elfclass, little)
-    build_id = _build_id(fd, notes, little)
+        needed, soname, runpath, rpath = _dynamic(content, dynamic, loads, elfclass, little)
+    build_id = _build_id(content, notes, little)
     if build_id is None and shnum:
         # Some linkers (Go's) leave .note.gnu.build-id outside every PT_NOTE segment.
         structs = _structs(little, elfclass, machine_name)
-        notes = _note_sections(fd, (shoff, shentsize, shnum), structs)
-        build_id = _build_id(fd, notes, little)
+        notes = _note_sections(content, (shoff, shentsize, shnum), structs)
+        build_id = _build_id(content, notes, little)
     return ElfInfo(
         machine=_machine_word(machine_name),
         elf_class=f"ELF{elfclass}",
@@ -295,14 +306,14 @@ def _parse(fd: int, head: bytes) -> ElfInfo:
 
 
 def _note_sections(
-    fd: int, table_at: tuple[int, int, int], structs: ELFStructs
+    content: FileBytes, table_at: tuple[int, int, int], structs: ELFStructs
 ) -> list[tuple[int, int, int]]:
     """(offset, size, align) of the SHT_NOTE sections, read with pyelftools' Elf_Shdr."""
     shoff, shentsize, shnum = table_at
     shdr_size = structs.Elf_Shdr.sizeof()
     if not shdr_size <= shentsize <= _MAX_ENTRY_SIZE or shnum > _MAX_SECTION_HEADERS:
         return []
-    table = _pread(fd, shnum * shentsize, shoff)
+    table = _pread(content, shnum * shentsize, shoff)
     found = []
     for index in range(len(table) // shentsize):
         shdr = structs.Elf_Shdr.parse(table[index * shentsize : index * shentsize + shdr_size])
@@ -327,7 +338,7 @@ def _machine_word(name: str) -> str:
 
 
 def _dynamic(
-    fd: int,
+    content: FileBytes,
     dynamic: tuple[int, int],
     loads: list[tuple[int, int, int]],
     elfclass: int,
@@ -338,7 +349,7 @@ def _dynamic(
     fmt = ("<" if little else ">") + word + word.upper()
     entry = struct.calcsize(fmt)
     size = min(size, entry * _MAX_DYN_ENTRIES)
-    data = _pread(fd, size - size % entry, offset)
+    data = _pread(content, size - size % entry, offset)
     entries: list[tuple[int, int]] = []
     for tag, value in struct.iter_unpack(fmt, data[: len(data) - len(data) % entry]):
         if tag == _DT_NULL:
@@ -353,7 +364,7 @@ def _dynamic(
         raise ElfError("DT_STRTAB outside every PT_LOAD segment")
     # One read of the whole string table when it is small; else a short read per name
     # (a big library's table holds every symbol name: megabytes, for a few wanted strings).
-    blob = _pread(fd, strsz, strtab) if strsz is not None and strsz <= 8 * 1024 else None
+    blob = _pread(content, strsz, strtab) if strsz is not None and strsz <= 8 * 1024 else None
 
     left = _MAX_DYNAMIC_STRINGS
 
@@ -374,7 +385,7 @@ def _dynamic(
         else:
             raw = b""
             while len(raw) < _MAX_STRING:
-                chunk = _pread(fd, 512, strtab + index + len(raw))
+                chunk = _pread(content, 512, strtab + index + len(raw))
                 end = chunk.find(b"\0")
                 if end >= 0 or not chunk:
                     raw += chunk if end < 0 else chunk[:end]
@@ -396,13 +407,13 @@ def _vaddr_to_offset(vaddr: int, loads: list[tuple[int, int, int]]) -> int | Non
     return None
 
 
-def _build_id(fd: int, notes: list[tuple[int, int, int]], little: bool) -> str | None:
+def _build_id(content: FileBytes, notes: list[tuple[int, int, int]], little: bool) -> str | None:
     fmt = "<III" if little else ">III"
     budget = _MAX_NOTES_BYTES
     for offset, size, align in notes:
         if budget <= 0:
             break
-        data = _pread(fd, min(size, budget), offset)
+        data = _pread(content, min(size, budget), offset)
         budget -= len(data)
         # Note entries are padded to 4 bytes, or to 8 in an 8-aligned PT_NOTE (gABI).
         pad = 8 if align == 8 else 4

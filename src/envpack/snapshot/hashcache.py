@@ -18,9 +18,10 @@ even open an unchanged binary. ``memo`` keeps answers that depend on a set of fi
 package owns a path) under a scope naming those files' keys: a changed package database
 means a new scope, and the old scope's rows are dropped.
 
-Files are opened through :meth:`Source.open_fd` (a FIFO or device is refused, never read)
-and read in 1 MiB blocks. Misses are hashed in a few threads: ``hashlib`` releases the GIL
-while it digests large blocks, so hashing overlaps with the probes' own work.
+Files are opened through :meth:`Source.open_bytes` (a FIFO or device is refused, never
+read; an image's file is read where it lies in its layer) and read in 1 MiB blocks.
+Misses are hashed in a few threads: ``hashlib`` releases the GIL while it digests large
+blocks, so hashing overlaps with the probes' own work.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pathlib import Path
 
 from envpack.cachedir import default_cache_dir
 from envpack.snapshot.context import CaptureContext
+from envpack.snapshot.filebytes import FileBytes
 from envpack.snapshot.source import Source, SourceReadError
 
 __all__ = [
@@ -99,39 +101,40 @@ def stat_key(st: os.stat_result) -> Key:
 _key = stat_key
 
 
-def _digest_fd(fd: int) -> tuple[str, int]:
+def _digest(content: FileBytes) -> tuple[str, int]:
     digest = hashlib.sha256()
     buffer = bytearray(_BLOCK)
     view = memoryview(buffer)
     total = 0
     while True:
-        count = os.readv(fd, [buffer])
+        count = content.readinto(view, total)
         if not count:
             break
-        digest.update(view[:count])
+        digest.update(view[:count])  # 1 MiB at a time: hashlib lets go of the GIL
         total += count
     return digest.hexdigest(), total
 
 
 def hash_file(
-    source: Source, inner: str, opened: tuple[int, os.stat_result] | None = None
+    source: Source, inner: str, opened: tuple[FileBytes, os.stat_result] | None = None
 ) -> tuple[str, Key]:
     """Digest one file (no cache); returns the hash and the key it is valid for.
 
-    ``opened``: a descriptor the caller got from :meth:`Source.open_fd` (at offset 0) and
-    hands over, so the file is not opened twice; it is closed here.
+    ``opened``: the bytes the caller got from :meth:`Source.open_bytes` and hands over, so
+    the file is not opened twice; they are closed here. An image's file is read where it
+    lies in its layer (nothing copied out first).
     """
-    fd, before = opened if opened is not None else source.open_fd(inner)
+    content, before = opened if opened is not None else source.open_bytes(inner)
     if before.st_size > HASH_LIMIT:
-        os.close(fd)
+        content.close()
         raise SourceReadError(too_big_to_hash(inner, before.st_size))
     try:
-        hexdigest, size = _digest_fd(fd)
-        after = os.fstat(fd)
+        hexdigest, size = _digest(content)
+        after = content.fstat() or before  # a stretch of a layer cannot change
     except OSError as err:
         raise SourceReadError(f"{inner}: {err.strerror}") from err
     finally:
-        os.close(fd)
+        content.close()
     with _stats_lock:
         stats.hashed += 1
         stats.bytes_hashed += size
@@ -366,7 +369,7 @@ class HashCache:
         return HashBatch(self, source)
 
     def _submit(
-        self, source: Source, inner: str, opened: tuple[int, os.stat_result] | None
+        self, source: Source, inner: str, opened: tuple[FileBytes, os.stat_result] | None
     ) -> Future[tuple[str | SourceReadError, Key | None]]:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(
@@ -378,7 +381,7 @@ class HashCache:
 
 
 def _work(
-    source: Source, inner: str, opened: tuple[int, os.stat_result] | None = None
+    source: Source, inner: str, opened: tuple[FileBytes, os.stat_result] | None = None
 ) -> tuple[str | SourceReadError, Key | None]:
     try:
         digest, key = hash_file(source, inner, opened)
@@ -400,12 +403,13 @@ class HashBatch:
         self._done: dict[str, str | SourceReadError] = {}
         self._futures: dict[str, Future[tuple[str | SourceReadError, Key | None]]] = {}
 
-    def add_open(self, inner: str, fd: int, st: os.stat_result) -> None:
-        """Hash ``inner`` from ``fd`` (from :meth:`Source.open_fd`), which this now owns."""
+    def add_open(self, inner: str, content: FileBytes, st: os.stat_result) -> None:
+        """Hash ``inner`` from ``content`` (from :meth:`Source.open_bytes`), which this now
+        owns."""
         if inner in self._done or inner in self._futures or self._cached(inner, st):
-            os.close(fd)
+            content.close()
             return
-        self._submit(inner, (fd, st))
+        self._submit(inner, (content, st))
 
     def add(self, inner: str, st: os.stat_result | None = None) -> None:
         """Hash ``inner`` (``st``: its ``stat``, when the caller already has it)."""
@@ -429,7 +433,7 @@ class HashBatch:
             stats.hits += 1
         return True
 
-    def _submit(self, inner: str, opened: tuple[int, os.stat_result] | None) -> None:
+    def _submit(self, inner: str, opened: tuple[FileBytes, os.stat_result] | None) -> None:
         self._futures[inner] = self.cache._submit(self._source, inner, opened)
 
     def results(self) -> dict[str, str | SourceReadError]:

@@ -3,14 +3,17 @@
 :func:`open_image` locates the image (:mod:`envpack.oci.reader`), reads every layer's tar
 headers in place (:mod:`envpack.oci.layertar`) and applies the layers with their whiteouts
 into an in-memory tree (:mod:`envpack.oci.view`). :class:`ImageSource` then answers every
-:class:`~envpack.snapshot.source.Source` call from that tree; a probe that opens a file gets
-a descriptor of a copy of just that file's bytes, made on first open in envpack's own
-temporary folder (one copy per file, by a number, never by the image's name). So:
+:class:`~envpack.snapshot.source.Source` call from that tree. A file's bytes are read where
+they lie (:meth:`ImageSource.open_bytes`: a stretch of a plain layer tar, or of a gzip
+layer's inflated data): hashing, ELF headers and ``read_bytes`` copy nothing. Only a probe
+that needs a descriptor of the file itself (:meth:`ImageSource.open_fd`) gets a copy of
+just that file's bytes, made on first open in envpack's own temporary folder (one copy
+per file, by a number, never by the image's name). So:
 
 - nothing from the image is executed, and no name from the image ever becomes a host path:
   hostile names (``../``, absolute, through a symlink) cannot write outside the folder;
-- only the files a probe reads are copied out (package databases, ELF files, metadata);
-  an uncompressed layer is read where it is, a gzip one is inflated once into the folder;
+- an uncompressed layer is read where it is, a gzip one is inflated once into the folder;
+  only the few files a probe opens as a descriptor are copied out;
 - metadata (``lstat``, ``stat``, listings) comes from the tar headers: the image's own
   modes, owners and sizes, whoever runs the capture.
 
@@ -44,6 +47,7 @@ from envpack.oci.layertar import DEFAULT_INFLATE_LIMIT, read_layer
 from envpack.oci.model import InvalidImage
 from envpack.oci.reader import Export, ImageBlobs, open_image_blobs
 from envpack.oci.view import ImageView, Lookup, Node
+from envpack.snapshot.filebytes import FileBytes
 from envpack.snapshot.source import (
     NotRegularFile,
     ResolvedPath,
@@ -298,7 +302,8 @@ class ImageSource(Source):
 
     # -- content ----------------------------------------------------------------------------
 
-    def open_fd(self, inner: str) -> tuple[int, os.stat_result]:
+    def _regular(self, inner: str) -> tuple[Node, tuple[int, int]]:
+        """The node of a regular file with content, and where that content lies."""
         node = self._lookup(inner, follow=True).node
         if node is None:
             raise SourceReadError(f"{inner}: no such file")
@@ -306,6 +311,31 @@ class ImageSource(Source):
             raise NotRegularFile(inner, node.kind)
         if node.data is None:
             raise SourceReadError(f"{inner}: a sparse file in the image; not read")
+        return node, node.data
+
+    def open_bytes(self, inner: str) -> tuple[FileBytes, os.stat_result]:
+        """The file's bytes where they lie: a stretch of its layer (a plain layer tar, or
+        a gzip layer's inflated data), nothing copied. Hashing and ELF parsing read so."""
+        node, (number, offset) = self._regular(inner)
+        try:
+            if number in self._whole:  # a file of its own: one descriptor per reader
+                fd = os.open(self._data_files[number], os.O_RDONLY | os.O_CLOEXEC)
+                return FileBytes(fd, 0, node.size), _stat(node)
+            return FileBytes(self._data_fd(number), offset, node.size, owned=False), _stat(node)
+        except OSError as err:
+            raise SourceReadError(f"{inner}: cannot read in the image: {err.strerror}") from err
+
+    def _data_fd(self, number: int) -> int:
+        """The shared read descriptor of data file ``number`` (opened once)."""
+        with self._lock:
+            fd = self._data_fds.get(number)
+            if fd is None:
+                fd = os.open(self._data_files[number], os.O_RDONLY | os.O_CLOEXEC)
+                self._data_fds[number] = fd
+            return fd
+
+    def open_fd(self, inner: str) -> tuple[int, os.stat_result]:
+        node, _ = self._regular(inner)
         try:
             copy = self._copy(node)
             fd = os.open(copy, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)

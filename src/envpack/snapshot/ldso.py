@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from envpack.fsnames import escape_bytes
 from envpack.snapshot.context import CaptureContext
-from envpack.snapshot.elf import ElfInfo, parse_elf_fd
+from envpack.snapshot.elf import ElfInfo, parse_elf_bytes
 from envpack.snapshot.hashcache import HashCache, cache_for
 from envpack.snapshot.source import Source, SourceReadError, expand_glob
 
@@ -233,11 +233,9 @@ class Resolver:
         return ElfInfo.from_cache(text)
 
     def _read(self, inner: str) -> ElfInfo | None:
-        fd, st = self.source.open_fd(inner)
-        try:
-            info = parse_elf_fd(fd, inner)
-        finally:
-            os.close(fd)
+        content, st = self.source.open_bytes(inner)
+        with content:
+            info = parse_elf_bytes(content, inner)
         self._stat[inner] = st
         if self.cache is not None:
             self.cache.remember_facts(st, _FACTS_KIND, "null" if info is None else info.to_cache())

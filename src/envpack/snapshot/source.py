@@ -31,6 +31,7 @@ from typing import Protocol
 
 from envpack.errors import CaptureError, UsageError
 from envpack.fsnames import escape, has_surrogates, unescape
+from envpack.snapshot.filebytes import FileBytes
 from envpack.snapshot.rootdir import MAX_SYMLINKS, Located, RootDir
 
 __all__ = [
@@ -51,6 +52,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 _MAX_SYMLINKS = MAX_SYMLINKS
 _DEFAULT_READ_LIMIT = 64 * 1024 * 1024
+_READ_STEP = 1 << 20  # pread allocates what it is asked for: never the whole limit at once
 # O_NOCTTY: a terminal swapped in between the lstat and the open never becomes ours.
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
 
@@ -517,6 +519,15 @@ class Source:
             located.close()
         return self._checked(fd, inner, pre)
 
+    def open_bytes(self, inner: str) -> tuple[FileBytes, os.stat_result]:
+        """A regular file's bytes to read with ``pread`` (see :mod:`envpack.snapshot.filebytes`);
+        the caller closes them. Refuses what :meth:`open_fd` refuses.
+
+        The same as :meth:`open_fd` here; an image source reads its files where they lie.
+        """
+        fd, st = self.open_fd(inner)
+        return FileBytes(fd), st
+
     def _open_live(self, inner: str) -> tuple[int, os.stat_result]:
         resolved = self.resolve(inner)
         try:
@@ -558,12 +569,25 @@ class Source:
         With ``whole``, a file longer than ``limit`` raises :class:`FileTooLarge` instead
         of being cut short: for a database, a silently truncated read is a wrong answer.
         """
-        fd, _ = self.open_fd(inner)
+        content, _ = self.open_bytes(inner)
+        want = limit + 1 if whole else limit
+        parts: list[bytes] = []
+        got = 0
         try:
-            with os.fdopen(fd, "rb", closefd=True) as stream:
-                data = stream.read(limit + 1 if whole else limit)
+            size = content.length()
+            while got < want:
+                # What the file holds (and a little more: a live file may grow), by steps.
+                step = min(want - got, _READ_STEP, max(size - got, 0) + 4096)
+                part = content.pread(step, got)
+                if not part:
+                    break
+                parts.append(part)
+                got += len(part)
         except OSError as err:
             raise SourceReadError(f"{inner}: {err.strerror}") from err
+        finally:
+            content.close()
+        data = b"".join(parts)
         if whole and len(data) > limit:
             raise FileTooLarge(inner, limit)
         return data
