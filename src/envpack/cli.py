@@ -788,7 +788,7 @@ def sbom(
 
 
 cache_app = typer.Typer(
-    help="Inspect or empty the layer cache of `envpack build`.",
+    help="Inspect or empty the layer and build cache of `envpack build`.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -823,22 +823,25 @@ def _layer_cache_root() -> Path:
 
 @cache_app.command("info")
 def cache_info() -> None:
-    """Where the layer cache is ($ENVPACK_CACHE_DIR/layers), how many layers and bytes."""
+    """Where the cache is ($ENVPACK_CACHE_DIR/layers): layers, builds, blobs and bytes."""
     from envpack.pack.layercache import LayerCache
 
     found = LayerCache(_layer_cache_root()).summary()
     typer.echo(for_terminal(str(found.path)))
-    typer.echo(f"{found.layers} layers, {found.blobs} blobs, {_size(found.bytes)}")
+    typer.echo(
+        f"{found.layers} layers, {found.blobs} blobs, {found.builds} builds, {_size(found.bytes)}"
+    )
 
 
 @cache_app.command("prune")
 def cache_prune() -> None:
-    """Empty the layer cache; say how many layers and bytes were freed."""
+    """Empty the layer and build cache; say how many layers, builds and bytes were freed."""
     from envpack.pack.layercache import LayerCache
 
     done = LayerCache(_layer_cache_root()).prune()
     typer.echo(
-        f"removed {done.layers} layers, {done.blobs} blobs, {_size(done.bytes)} freed "
+        f"removed {done.layers} layers, {done.blobs} blobs, {done.builds} builds, "
+        f"{_size(done.bytes)} freed "
         f"from {for_terminal(str(done.path))}"
     )
 

@@ -293,6 +293,37 @@ def test_second_build_elsewhere_under_umask_077_is_identical(
     assert _files(elsewhere / "image.oci") == _files(first)
 
 
+def test_a_rebuild_from_the_build_cache_loads_and_runs_in_docker(
+    env311: BuiltEnv,
+    oci311: tuple[Path, dict[str, Any]],
+    docker_client: Any,
+    image_tag: str,
+    tmp_path: Path,
+    real_env_base: Path,
+) -> None:
+    _, first_report = oci311
+    time.sleep(1.2)  # past the racy window of files written by the fixtures
+    cache = real_env_base / "layer-cache"
+    settle = build(env311.manifest, "-o", str(tmp_path / "settle.oci"), "-q",
+                   "--app", env311.app_option(), env=_env(cache))  # fmt: skip
+    _ok(settle)
+    report = tmp_path / "report.json"
+    done = build(env311.manifest, "--format", "tar", "-o", str(tmp_path / "image.tar"),
+                 "--app", env311.app_option(), "--tag", image_tag, "--load",
+                 "--report", str(report), env=_env(cache))  # fmt: skip
+    _ok(done)
+    data = report_of(report)
+    assert data["build_cached"], done.stderr  # nothing planned: stat keys checked only
+    assert "build from the cache" in done.stderr
+    assert data["image_digest"] == first_report["image_digest"]
+    assert docker_client.images.get(image_tag).id == data["loaded_image_id"]
+    code, output, _ = run_check_in_docker(
+        docker_client, image_tag, env311.check_command(), read_only=True
+    )
+    assert code == 0, output
+    assert "hello" in _check_results(output)["http"]["value"]
+
+
 def test_layout_read_by_skopeo_and_umoci(
     env311: BuiltEnv, oci311: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:

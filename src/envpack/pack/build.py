@@ -127,6 +127,8 @@ class BuildReport:
     """The image's environment, sorted (also what a rootfs is to be run with)."""
     workdir: str = ""
     user: str = ""
+    build_cached: bool = False
+    """The whole build came from the build cache (:mod:`envpack.pack.buildcache`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,6 +150,7 @@ class BuildReport:
             "loaded_image_id": self.loaded_image_id,
             "published": self.published,
             "seconds": round(self.seconds, 3),
+            "build_cached": self.build_cached,
             "config": {
                 "entrypoint": list(self.entrypoint),
                 "cmd": list(self.cmd),
@@ -179,6 +182,8 @@ class BuildReport:
         reused = sum(layer.cached for layer in self.layers)
         if reused:
             lines.append(f"layers from the cache: {reused} of {len(self.layers)}")
+        if self.build_cached:
+            lines.append("build from the cache: no file it read has changed")
         if self.image_digest:
             lines.append(f"image {self.image_digest}")
         if self.loaded_image_id:
@@ -290,8 +295,18 @@ def build(
         raw = manifest_path.read_bytes()
     except OSError as err:
         raise UsageError(f"cannot read {manifest_path}: {err.strerror or err}") from None
+    cached = _cached_build(raw, options, progress, started)
+    if cached is not None:
+        return cached
+    started_ns = time.time_ns()
+    observations = None
+    if options.use_cache and options.format != "rootfs":
+        from envpack.pack.buildcache import Observations
+
+        observations = Observations(options.source_date_epoch)
     manifest = loads(raw, origin=str(manifest_path))
     source = _source(manifest, options.root, str(manifest_path))
+    source.observer = observations
     plan = plan_image(
         manifest,
         source,
@@ -318,7 +333,10 @@ def build(
     anchor = out if out is not None else Path("envpack-load")
     try:
         with workspace(anchor) as space:
-            result = _produce(space, plan, groups, options, progress, source)
+            result, image = _produce(space, plan, groups, options, progress, source)
+            source.observer = None
+            if observations is not None and image is not None:
+                _store_build(raw, options, observations, image, plan, result, started_ns)
     except OSError as err:
         raise _disk_error(err, anchor) from None
     except PackError as err:
@@ -331,6 +349,133 @@ def build(
         result,
         manifest_digest=plan.manifest_digest or f"sha256:{hashlib.sha256(raw).hexdigest()}",
         seconds=time.monotonic() - started,
+    )
+
+
+def _build_key(raw: bytes, options: BuildOptions) -> str | None:
+    """The build cache's key (:mod:`envpack.pack.buildcache`); ``None``: not cacheable."""
+    from envpack.pack.buildcache import build_key
+
+    folders = [str(options.root)] if options.root is not None else []
+    folders += [host for host, _ in options.apps]
+    for folder in folders:
+        # Replaying reads the folder by its real path: one reached through a symlink
+        # (/proc/PID/root) could be another tree by then.
+        if os.path.realpath(folder) != os.path.abspath(folder):
+            return None
+    return build_key(
+        raw,
+        root=os.path.realpath(options.root) if options.root is not None else None,
+        apps=[(os.path.realpath(host), dest) for host, dest in options.apps],
+        image_options={
+            "entrypoint": options.entrypoint,
+            "cmd": options.cmd,
+            "workdir": options.workdir,
+            "env": sorted(options.env.items()),
+            "user": options.user,
+            "exclude": list(options.exclude),
+            "include": list(options.include),
+            "include_secrets": options.include_secrets,
+            "allow_drift": options.allow_drift,
+            "source_date_epoch": options.source_date_epoch,
+        },
+        environ=os.environ,
+    )
+
+
+def _cached_build(
+    raw: bytes, options: BuildOptions, progress: Progress | None, started: float
+) -> BuildReport | None:
+    """The build from the build cache when nothing it read has changed, else ``None``."""
+    if not options.use_cache or options.format == "rootfs":
+        return None
+    from envpack.pack.buildcache import BuildCache
+    from envpack.pack.layercache import open_cache
+
+    layers = open_cache(True)
+    key = _build_key(raw, options)
+    if layers is None or key is None:
+        return None
+    cache = BuildCache(layers)
+    found = cache.lookup(key, options.source_date_epoch)
+    if found is None:
+        return None
+    anchor = options.output if options.output is not None else Path("envpack-load")
+    try:
+        with workspace(anchor) as space:
+            blobs = space.path("blobs")
+            blobs.mkdir()
+            image = found.image(blobs, layers)
+            if image is None:
+                cache.drop(key)
+                return None
+            counter = _Counter(progress, "compressing", sum(x.size for x in image.layers))
+            counter.add(sum(x.size for x in image.layers))
+            delivered = _deliver(space, image, options, found.annotations)
+    except OSError as err:
+        raise _disk_error(err, anchor) from None
+    report = found.report
+    loaded, published = delivered
+    return BuildReport(
+        output=str(options.output) if options.output is not None else None,
+        format=options.format,
+        image_digest=str(image.manifest.digest),
+        config_digest=str(image.config.digest),
+        manifest_digest=str(report["manifest_digest"]),
+        layers=tuple(
+            LayerReport(
+                group=str(x["group"]),
+                files=int(x["files"]),
+                size=int(x["size"]),
+                uncompressed_size=int(x["uncompressed_size"]),
+                digest=str(x["digest"]),
+                cached=True,
+            )
+            for x in report["layers"]
+        ),
+        excluded=tuple(
+            (str(x["path"]), int(x["size"]), str(x["reason"])) for x in report["excluded"]
+        ),
+        dlopen_added=tuple(report["dlopen_added"]),
+        secret_configs=tuple(report["secret_configs"]),
+        drift=tuple((str(x["path"]), str(x["reason"])) for x in report["drift"]),
+        notes=tuple(report["notes"]),
+        tag=options.tag,
+        loaded_image_id=loaded,
+        seconds=time.monotonic() - started,
+        published=published,
+        entrypoint=tuple(report["config"]["entrypoint"]),
+        cmd=tuple(report["config"]["cmd"]),
+        env=tuple(sorted(report["config"]["env"].items())),
+        workdir=str(report["config"]["workdir"]),
+        user=str(report["config"]["user"]),
+        build_cached=True,
+    )
+
+
+def _store_build(
+    raw: bytes,
+    options: BuildOptions,
+    observations: Any,
+    image: Image,
+    plan: Plan,
+    result: BuildReport,
+    started_ns: int,
+) -> None:
+    from envpack.pack.buildcache import BuildCache, report_fields
+    from envpack.pack.layercache import open_cache
+
+    layers = open_cache(True)
+    key = _build_key(raw, options)
+    if layers is None or key is None:
+        return
+    BuildCache(layers).store(
+        key,
+        observations,
+        image,
+        _annotations(plan, options),
+        report_fields(result.to_json()),
+        started_ns=started_ns,
     )
 
 
@@ -364,7 +509,7 @@ def _produce(
     options: BuildOptions,
     progress: Progress | None,
     source: Source,
-) -> BuildReport:
+) -> tuple[BuildReport, Image | None]:
     out = options.output
     image: Image | None = None
     if options.format != "rootfs" or options.load or options.publish is not None:
@@ -382,32 +527,17 @@ def _produce(
         ]
     else:
         layer_reports = [LayerReport(g.name, len(g.files), 0, g.size, "") for g in groups]
-    staged = space.path("output")
-    if out is not None:
-        _write_output(staged, image, groups, options, progress, _annotations(plan, options))
-    loaded = None
-    if options.load and image is not None:
-        from envpack.oci.archive import write_image_archive
-        from envpack.oci.daemon import load_into_docker
-
-        archive = staged if out is not None and options.format == "tar" else None
-        if archive is None:
-            archive = space.path("load.tar")
-            write_image_archive(image, archive, repo_tag=options.tag)
-        loaded = load_into_docker(archive, client=options.docker_client)
-    if out is not None:
-        space.commit(staged, force=options.force)
-    published = None
-    if options.publish is not None and image is not None:
-        # After the commit: a failed push keeps the built OUT, which can be pushed again.
-        try:
-            published = options.publish(image)
-        except PackError as err:
-            if out is not None and options.format == "oci":
-                raise type(err)(f"{err} (built {out}; `envpack push {out} REF` retries)") from None
-            raise
+    if image is not None:
+        annotations = _annotations(plan, options)
+        loaded, published = _deliver(space, image, options, annotations, groups, progress)
+    else:
+        staged = space.path("output")
+        if out is not None:
+            _write_output(staged, image, groups, options, progress, {})
+            space.commit(staged, force=options.force)
+        loaded = published = None
     spec = _spec(plan, groups, options)
-    return BuildReport(
+    report = BuildReport(
         output=str(out) if out is not None else None,
         format=options.format,
         image_digest=str(image.manifest.digest) if image is not None else None,
@@ -429,6 +559,47 @@ def _produce(
         workdir=spec.workdir,
         user=spec.user,
     )
+    return report, image
+
+
+def _deliver(
+    space: Workspace,
+    image: Image,
+    options: BuildOptions,
+    annotations: Mapping[str, str],
+    groups: list[LayerGroup] | None = None,
+    progress: Progress | None = None,
+) -> tuple[str | None, str | None]:
+    """Write ``image`` as OUT, load it, push it, as ``options`` say: (loaded id, pushed).
+
+    ``groups`` are needed for ``--format rootfs`` only (the tree is written from them).
+    """
+    out = options.output
+    staged = space.path("output")
+    if out is not None:
+        _write_output(staged, image, groups or [], options, progress, annotations)
+    loaded = None
+    if options.load:
+        from envpack.oci.archive import write_image_archive
+        from envpack.oci.daemon import load_into_docker
+
+        archive = staged if out is not None and options.format == "tar" else None
+        if archive is None:
+            archive = space.path("load.tar")
+            write_image_archive(image, archive, repo_tag=options.tag)
+        loaded = load_into_docker(archive, client=options.docker_client)
+    if out is not None:
+        space.commit(staged, force=options.force)
+    published = None
+    if options.publish is not None:
+        # After the commit: a failed push keeps the built OUT, which can be pushed again.
+        try:
+            published = options.publish(image)
+        except PackError as err:
+            if out is not None and options.format == "oci":
+                raise type(err)(f"{err} (built {out}; `envpack push {out} REF` retries)") from None
+            raise
+    return loaded, published
 
 
 def _annotations(plan: Plan, options: BuildOptions) -> dict[str, str]:

@@ -354,8 +354,11 @@ class FileSet:
                     if entry.is_dir(follow_symlinks=False):
                         pending.append(path)
                     elif entry.is_file(follow_symlinks=False):
-                        self.exclude(path, entry.stat(follow_symlinks=False).st_size, reason)
-                except OSError:
+                        # Through the source (not the entry): the build cache sees it.
+                        st = self.source.lstat(path)
+                        if st is not None:
+                            self.exclude(path, st.st_size, reason)
+                except (OSError, SourceReadError):
                     continue
 
     # -- entries ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ Storage (``$ENVPACK_CACHE_DIR``, else the user cache folder, then ``layers/``)::
 
     layers/blobs/sha256/<hex>     compressed layer blobs, content-addressed
     layers/keys/<key>.json        key → digest, diff_id, sizes, media type, compressor
+    layers/builds/<key>.json      whole builds (:mod:`envpack.pack.buildcache`)
 
 Everything is written to a uniquely named temporary file in the same folder and renamed
 into place, so a reader (another build) sees a whole file or none, and two builds that
@@ -62,6 +63,7 @@ __all__ = [
     "build_cached_layers",
     "layer_cache_dir",
     "stats",
+    "write_new",
 ]
 
 CACHE_ENV = "ENVPACK_CACHE_DIR"
@@ -104,6 +106,8 @@ class CacheSummary:
     layers: int
     """Key records (one per cached layer variant)."""
     blobs: int
+    builds: int
+    """Whole-build records (:mod:`envpack.pack.buildcache`)."""
     bytes: int
     """Bytes of blobs, records and leftover temporary files."""
 
@@ -115,6 +119,7 @@ class LayerCache:
         self.root = root
         self.blobs = root / "blobs" / "sha256"
         self.keys = root / "keys"
+        self.builds = root / "builds"
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -124,21 +129,11 @@ class LayerCache:
         if record is None:
             return None
         digest: Digest = record["digest"]
-        cached = self.blobs / digest.hex
+        if not self.fetch_blob(digest, record["size"], blob_dir):
+            with contextlib.suppress(OSError):
+                os.unlink(self.keys / f"{key}.json")
+            return None
         target = blob_dir / digest.hex
-        if not target.exists():  # a second layer of the same bytes shares the first's blob
-            try:
-                source = cached.open("rb")
-            except OSError:
-                source = None  # pruned meanwhile, or unreadable: a miss
-            # Errors writing into the build (a full disk) are the build's: not caught here.
-            if source is None or not _copy_verified(source, target, digest, record["size"]):
-                with _stats_lock:
-                    stats.rejected += source is not None
-                for path in (cached, self.keys / f"{key}.json"):
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
-                return None
         return Layer(
             digest=digest,
             diff_id=record["diff_id"],
@@ -148,6 +143,26 @@ class LayerCache:
             path=target,
             compressor=record["compressor"],
         )
+
+    def fetch_blob(self, digest: Digest, size: int, blob_dir: Path) -> bool:
+        """Copy the blob of ``digest`` into ``blob_dir`` while checking its bytes; ``False``
+        (and the blob dropped from the cache) when it is gone or damaged."""
+        cached = self.blobs / digest.hex
+        target = blob_dir / digest.hex
+        if target.exists():  # a second layer of the same bytes shares the first's blob
+            return True
+        try:
+            source = cached.open("rb")
+        except OSError:
+            return False  # pruned meanwhile, or unreadable: a miss
+        # Errors writing into the build (a full disk) are the build's: not caught here.
+        if _copy_verified(source, target, digest, size):
+            return True
+        with _stats_lock:
+            stats.rejected += 1
+        with contextlib.suppress(OSError):
+            os.unlink(cached)
+        return False
 
     def _record(self, key: str) -> dict[str, Any] | None:
         try:
@@ -173,7 +188,7 @@ class LayerCache:
             blob = self.blobs / layer.digest.hex
             if not blob.exists():
                 with layer.path.open("rb") as source:
-                    _write_new(blob, lambda out: shutil.copyfileobj(source, out, _COPY_BLOCK))
+                    write_new(blob, lambda out: shutil.copyfileobj(source, out, _COPY_BLOCK))
             record = {
                 "digest": str(layer.digest),
                 "diff_id": str(layer.diff_id),
@@ -183,7 +198,7 @@ class LayerCache:
                 "compressor": layer.compressor,
             }
             data = json.dumps(record, sort_keys=True).encode()
-            _write_new(self.keys / f"{key}.json", lambda out: out.write(data))
+            write_new(self.keys / f"{key}.json", lambda out: out.write(data))
         except OSError:
             return
         with _stats_lock:
@@ -198,7 +213,7 @@ class LayerCache:
         never be renamed into place. Returns how many were removed.
         """
         removed = 0
-        for folder in (self.keys, self.blobs):
+        for folder in (self.keys, self.blobs, self.builds):
             try:
                 names = os.listdir(folder)
             except OSError:
@@ -213,13 +228,14 @@ class LayerCache:
         return removed
 
     def summary(self) -> CacheSummary:
-        layers = blobs = size = 0
-        for path, is_blob, is_key in self._files():
-            blobs += is_blob
-            layers += is_key
+        layers = blobs = builds = size = 0
+        for path, kind in self._files():
+            blobs += kind == "blob"
+            layers += kind == "key"
+            builds += kind == "build"
             with contextlib.suppress(OSError):
                 size += path.lstat().st_size
-        return CacheSummary(self.root, layers, blobs, size)
+        return CacheSummary(self.root, layers, blobs, builds, size)
 
     def prune(self) -> CacheSummary:
         """Remove every record, blob and leftover temporary file; what was removed.
@@ -227,22 +243,24 @@ class LayerCache:
         Records go first: a build running meanwhile then misses instead of finding a
         record whose blob is gone (and even that only costs it a rebuild of the layer).
         """
-        layers = blobs = size = 0
-        files = sorted(self._files(), key=lambda item: not item[2])
-        for path, is_blob, is_key in files:
+        layers = blobs = builds = size = 0
+        files = sorted(self._files(), key=lambda item: item[1] == "blob")
+        for path, kind in files:
             try:
                 length = path.lstat().st_size
                 path.unlink()
             except OSError:
                 continue
             size += length
-            blobs += is_blob
-            layers += is_key
-        return CacheSummary(self.root, layers, blobs, size)
+            blobs += kind == "blob"
+            layers += kind == "key"
+            builds += kind == "build"
+        return CacheSummary(self.root, layers, blobs, builds, size)
 
-    def _files(self) -> Iterator[tuple[Path, bool, bool]]:
-        """(path, is a blob, is a record) for every file of the store."""
-        for folder in (self.keys, self.blobs):
+    def _files(self) -> Iterator[tuple[Path, str]]:
+        """(path, ``key``/``build``/``blob``/``other``) for every file of the store."""
+        kinds = {self.keys: "key", self.builds: "build", self.blobs: "blob"}
+        for folder in (self.keys, self.builds, self.blobs):
             try:
                 names = sorted(os.listdir(folder))
             except OSError:
@@ -254,12 +272,10 @@ class LayerCache:
                         continue
                 except OSError:
                     continue
-                temporary = name.startswith(_TMP_PREFIX)
-                yield (
-                    path,
-                    folder == self.blobs and not temporary,
-                    folder == self.keys and not temporary and name.endswith(".json"),
-                )
+                kind = kinds[folder]
+                if name.startswith(_TMP_PREFIX) or (kind != "blob" and not name.endswith(".json")):
+                    kind = "other"
+                yield path, kind
 
 
 def _writer_pid(name: str) -> int | None:
@@ -286,7 +302,7 @@ def _count(value: object) -> int:
     return value
 
 
-def _write_new(target: Path, fill: Callable[[BinaryIO], object]) -> None:
+def write_new(target: Path, fill: Callable[[BinaryIO], object]) -> None:
     """Write ``target`` through a unique temporary file in its folder and a rename."""
     tmp = target.parent / f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
     try:

@@ -11,6 +11,7 @@ set is known until the checks are done).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -109,6 +110,7 @@ class _Planner:
         self.secret_configs: list[str] = []
         self.dlopen_added: list[str] = []
         self.env: dict[str, str] = {}
+        self._host: Source | None = None
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -188,7 +190,9 @@ class _Planner:
             def excluder(path: str, size: int, prefix: str = prefix) -> str | None:
                 return self.rules(prefix + path, size)  # globs match image paths
 
-            app_files = FileSet(Source.rootfs(host), self.options.source_date_epoch, excluder)
+            app_source = Source.rootfs(host)
+            app_source.observer = self.source.observer  # the build cache sees the app too
+            app_files = FileSet(app_source, self.options.source_date_epoch, excluder)
             app_files.add_path("/", "app", "app", walk=True)
             for planned in app_files.finish():
                 entry = planned.entry
@@ -430,6 +434,9 @@ class _Planner:
                 if host is None:
                     continue
                 jobs.append(bytecode.CompileJob(host, path, found.entry.mtime))
+                if not host.startswith(copies + os.sep):
+                    # The worker reuses the code of a pyc the interpreter wrote there.
+                    self._observe_host(bytecode.pyc_path(host, runner), follow=False)
             running = bytecode.start_compiling(
                 runner,
                 jobs,
@@ -495,6 +502,8 @@ class _Planner:
             if info is not None:
                 return info
         host = shutil.which(f"python{self.xy}")
+        if host:
+            self._observe_host(host, follow=True)
         info = bytecode.interpreter_info(host) if host else None
         if info is None or ".".join(map(str, info.version)) != self.xy:
             self.notes.append(
@@ -502,6 +511,19 @@ class _Planner:
             )
             return None
         return info
+
+    def _observe_host(self, path: str, *, follow: bool) -> None:
+        """Tell the build cache about a host file read outside the sources."""
+        if self.source.observer is None:
+            return
+        if self._host is None:
+            self._host = Source.live()
+            self._host.observer = self.source.observer
+        with contextlib.suppress(SourceReadError):
+            if follow:
+                self._host.stat(path)
+            else:
+                self._host.lstat(path)
 
     def check_drift(self) -> list[Drifted]:
         shipped = {p.source_path for p in self.files.items() if p.source_path is not None}

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import functools
 import os
 import socket
 import stat
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from envpack.errors import CaptureError, UsageError
 from envpack.fsnames import escape, has_surrogates, unescape
@@ -42,6 +44,7 @@ __all__ = [
     "ResolvedPath",
     "Source",
     "SourceEntry",
+    "SourceObserver",
     "SourceReadError",
     "expand_glob",
     "file_kind",
@@ -197,6 +200,81 @@ class _Entry:
         return self._entry.stat(follow_symlinks=follow_symlinks)
 
 
+class SourceObserver(Protocol):
+    """Told the outcome of every query a :class:`Source` answers (the build cache records
+    them to replay later, :mod:`envpack.pack.buildcache`).
+
+    ``op`` is ``lstat``, ``stat``, ``open`` (the ``fstat`` of the opened file), ``list``
+    (the ``stat`` of a folder, taken *before* it is listed: an entry added after that
+    changes the folder's times), ``readlink``, ``resolve`` or ``resolve-link``
+    (``follow_last=False``); ``result`` is JSON-ready (:func:`observed_stat` for stats, the
+    string ``"error"`` for a :class:`SourceReadError`).
+    """
+
+    def note(self, source: Source, op: str, inner: str, result: object) -> None: ...
+
+
+def observed_stat(st: os.stat_result | None) -> list[int] | None:
+    """What a query's stat result is compared by: any write, chmod, replacement or
+    rename changes one of these (ctime catches a write that restored mtime and size)."""
+    if st is None:
+        return None
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode]
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+_inside = threading.local()
+"""Set while an observed query runs in this thread: the queries it makes itself (a
+``resolve`` inside ``lstat``) are implied by its own result and not reported."""
+
+
+def _observed(op: str, result_of: Callable[[Any], object]) -> Callable[[_Method], _Method]:
+    def decorate(method: _Method) -> _Method:
+        @functools.wraps(method)
+        def wrapper(self: Source, inner: str, *args: Any, **kwargs: Any) -> Any:
+            observer = self.observer
+            if observer is None or getattr(_inside, "active", False):
+                return method(self, inner, *args, **kwargs)
+            name = f"{op}-link" if kwargs.get("follow_last") is False else op
+            _inside.active = True
+            try:
+                before: object = None
+                if op == "list":
+                    try:
+                        before = observed_stat(self.stat(inner))
+                    except SourceReadError:
+                        before = "error"
+                try:
+                    value = method(self, inner, *args, **kwargs)
+                except SourceReadError:
+                    observer.note(self, name, inner, "error")
+                    raise
+            finally:
+                _inside.active = False
+            observer.note(self, name, inner, before if op == "list" else result_of(value))
+            return value
+
+        return wrapper  # type: ignore[return-value]  # same signature as ``method``
+
+    return decorate
+
+
+def _resolved(value: ResolvedPath) -> list[object]:
+    return [value.inner, value.host, value.escaped]
+
+
+def _opened(value: tuple[int, os.stat_result]) -> list[int] | None:
+    return observed_stat(value[1])
+
+
+def _same(value: object) -> object:
+    return value
+
+
+def _ignored(value: object) -> None:
+    return None
+
+
 def _clean(name: str) -> bool:
     """Whether a name from the file system is already in recorded form (the usual case)."""
     return "%" not in name and (name.isascii() or not has_surrogates(name))
@@ -231,6 +309,8 @@ class Source:
         default_factory=dict, init=False, repr=False, compare=False
     )
     _root_dir: RootDir | None = field(default=None, init=False, repr=False, compare=False)
+    observer: SourceObserver | None = field(default=None, init=False, repr=False, compare=False)
+    """Told every query's outcome (:class:`SourceObserver`); ``None``: nobody listens."""
 
     @classmethod
     def live(cls, environ: Mapping[str, str] | None = None) -> Source:
@@ -288,6 +368,7 @@ class Source:
         inner = "/" + unescape(inner).lstrip("/")
         return inner if self.root == "/" else self.root + inner
 
+    @_observed("resolve", _resolved)
     def resolve(self, inner: str, *, follow_last: bool = True) -> ResolvedPath:
         """Follow symlinks inside the source. Missing components are allowed (kept as-is).
 
@@ -345,6 +426,7 @@ class Source:
 
     # -- metadata ---------------------------------------------------------------------------
 
+    @_observed("lstat", observed_stat)
     def lstat(self, inner: str) -> os.stat_result | None:
         """``lstat`` of the path itself (parents resolved); ``None`` when it is missing."""
         root_dir = self._dir
@@ -357,6 +439,7 @@ class Source:
         except OSError as err:
             raise SourceReadError(f"{inner}: {err.strerror}") from err
 
+    @_observed("stat", observed_stat)
     def stat(self, inner: str) -> os.stat_result | None:
         """``stat`` after resolving symlinks inside the source; ``None`` when missing."""
         root_dir = self._dir
@@ -424,6 +507,7 @@ class Source:
         finally:
             located.close()
 
+    @_observed("list", _ignored)
     def listdir(self, inner: str) -> list[str]:
         """Sorted names in a folder; ``[]`` when it is missing or not a folder."""
         root_dir = self._dir
@@ -446,6 +530,7 @@ class Source:
                 raise SourceReadError(f"{inner}: {err.strerror}") from err
         return sorted(name if _clean(name) else escape(name) for name in names)
 
+    @_observed("list", _ignored)
     def scandir(self, inner: str) -> Iterator[SourceEntry]:
         """Entries of a folder (unsorted, like ``os.scandir``); nothing when missing.
 
@@ -477,6 +562,7 @@ class Source:
         except OSError as err:
             raise SourceReadError(f"{inner}: {err.strerror}") from err
 
+    @_observed("readlink", _same)
     def readlink(self, inner: str) -> str | None:
         """A symlink's target (recorded form); ``None`` when it is not a symlink."""
         root_dir = self._dir
@@ -495,6 +581,7 @@ class Source:
 
     # -- content ----------------------------------------------------------------------------
 
+    @_observed("open", _opened)
     def open_fd(self, inner: str) -> tuple[int, os.stat_result]:
         """Open a regular file for reading; the caller closes the descriptor.
 
