@@ -29,4 +29,4 @@ def test_an_absent_cache_is_empty_not_an_error(tmp_path: Path, clean_env: dict[s
         "cache", "prune", env={**clean_env, "ENVPACK_CACHE_DIR": str(tmp_path / "x")}
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("removed 0 layers, 0 blobs, 0 B freed")
+    assert done.stdout.startswith("removed 0 layers, 0 blobs, 0 builds, 0 B freed")
