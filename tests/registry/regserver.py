@@ -41,6 +41,7 @@ PASSWORD = "s3cret-Passw0rd-for-envpack"
 SERVICE = "envpack-test-registry"
 ISSUER = "envpack-test-issuer"
 EPOCH = 1_700_000_000
+REFRESH_TOKEN = "envpack-identity-token-not-to-print"
 
 
 def tool(name: str) -> str:
@@ -69,6 +70,7 @@ class TokenServer:
     """Seconds a token stays valid (the registry adds 60 s of leeway past ``exp``)."""
     issued: list[str] = field(default_factory=list)
     refused: int = 0
+    posts: int = 0
 
     def __post_init__(self) -> None:
         self.key = self.folder / "token.key"
@@ -100,6 +102,27 @@ class TokenServer:
                     return
                 query = parse_qs(urlsplit(self.path).query)
                 body = json.dumps({"token": server.token(query.get("scope", []))}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                # Docker's OAuth2 flow: an identity token (a refresh token) for an access one.
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode())
+                server.posts += 1
+                if form.get("grant_type") != ["refresh_token"] or form.get("refresh_token") != [
+                    REFRESH_TOKEN
+                ]:
+                    server.refused += 1
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                token = server.token(form.get("scope", []))
+                body = json.dumps({"access_token": token}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

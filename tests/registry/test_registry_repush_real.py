@@ -211,3 +211,28 @@ def test_the_library_call_skips_an_unchanged_image_too(registry: Registry, tmp_p
     assert (second.uploaded, second.existed, second.unchanged) == (0, 4, True)
     assert client.calls["PUT manifest"] == 1  # the first push's only
     assert client.calls["PUT blob-data"] == 4
+
+
+def test_an_identity_token_is_exchanged_for_a_registry_token(tmp_path: Path) -> None:
+    """`docker login` with OAuth stores an identity token: POSTed to the token realm as a
+    refresh token (Docker's oauth.md), never sent to the registry itself."""
+    from regserver import REFRESH_TOKEN
+
+    from envpack.registry import AuthError
+
+    with running_registry(tmp_path / "registry", "token") as registry:
+        assert registry.token_server is not None
+        image = make_image(tmp_path / "blobs", seed="identity")
+        ref = RegistryRef.parse(f"{registry.host}/{REPO}:oauth")
+        client = RegistryClient.for_ref(ref, credentials=Credentials(identity_token=REFRESH_TOKEN))
+        result = push_image(client, REPO, "oauth", image)
+        assert result.digest == image.digest
+        assert registry.token_server.posts >= 1 and client.calls["POST token"] >= 1
+        assert client.calls["GET token"] == 0
+        assert _skopeo_digest(f"{registry.host}/{REPO}:oauth") == str(image.digest)
+        assert REFRESH_TOKEN not in registry.log_text()
+
+        wrong = RegistryClient.for_ref(ref, credentials=Credentials(identity_token="expired"))
+        with pytest.raises(AuthError) as caught:
+            push_image(wrong, REPO, "oauth", image)
+        assert "refused" in str(caught.value) and "expired" not in str(caught.value)

@@ -3,7 +3,8 @@
 - :mod:`.refs`: ``HOST/REPO:TAG`` references and the URL of a host.
 - :mod:`.auth`: credentials (Docker's config file through the Docker SDK, or given) and
   the Basic and Bearer answers to a 401.
-- :mod:`.client`: requests with auth and retries on ``requests``.
+- :mod:`.http`: the HTTP/1.1 transport (``http.client``, keep-alive connections).
+- :mod:`.client`: requests with auth and retries.
 - :mod:`.blobs`: skip, mount, stream (monolithic or chunked) one blob.
 - :mod:`.push`: a whole image, from the builder's model or an OCI layout.
 - :mod:`.referrers`: artifacts with a ``subject``, with the tag-schema fallback.

@@ -87,7 +87,8 @@ class Challenge:
 
 TokenFetcher = Callable[[str, dict[str, Any], "str | None", "dict[str, str] | None"], Any]
 """``(realm URL, query, Authorization header or None, OAuth form or None)`` → a
-``requests`` response: a GET, or a POST of the form (identity-token refresh)."""
+response (:class:`envpack.registry.http.Response`): a GET, or a POST of the form
+(identity-token refresh)."""
 
 
 class Authenticator:
