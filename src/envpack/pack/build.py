@@ -19,16 +19,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from envpack.errors import PackError, UsageError
 from envpack.manifest import Manifest, loads
 from envpack.oci.image import Image, ImageSpec
 from envpack.oci.tarlayer import TarEntry
-from envpack.pack.layering import LayerGroup, group_files
-from envpack.pack.plan import DEFAULT_EPOCH, Plan, PlannedFile, PlanOptions, plan_image
+from envpack.pack.planmodel import DEFAULT_EPOCH, Plan, PlannedFile, PlanOptions
 from envpack.pack.workspace import Workspace, workspace
 from envpack.snapshot.source import Source
+
+if TYPE_CHECKING:
+    from envpack.pack.layering import LayerGroup
 
 __all__ = [
     "MANIFEST_LABEL",
@@ -241,6 +243,14 @@ def _source(manifest: Manifest, root: Path | None, origin: str) -> Source:
     return Source.live()
 
 
+def plan_image(manifest: Manifest, source: Source, options: PlanOptions) -> Plan:
+    """:func:`envpack.pack.plan.plan_image`, imported when a build plans: a rebuild from
+    the build cache never does, and the planner's modules are a third of its start-up."""
+    from envpack.pack.plan import plan_image as plan
+
+    return plan(manifest, source, options)
+
+
 def _manifest_file(data: bytes, epoch: int, path: str = MANIFEST_PATH) -> PlannedFile:
     entry = TarEntry(
         path=path,
@@ -328,6 +338,8 @@ def build(
     files.append(
         _manifest_file(_sbom(manifest, raw, options), options.source_date_epoch, SBOM_PATH)
     )
+    from envpack.pack.layering import group_files
+
     groups = group_files(files)
     # Without -o (only --load or --push) the workspace sits in the working folder.
     anchor = out if out is not None else Path("envpack-load")
