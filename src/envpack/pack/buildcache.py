@@ -195,16 +195,26 @@ class Observations:
         return len(self._seen)
 
     def rows(self) -> list[list[object]]:
+        """Every query and answer, the most recently changed files first: a rebuild stops
+        at the first answer that differs, and what changed lately is what changes next
+        (the application being worked on), so a changed rebuild stops early."""
         with self._lock:
-            return [[*key, value] for key, value in self._seen.items()]
+            rows = [[*key, value] for key, value in self._seen.items()]
+        rows.sort(key=lambda row: -_changed_at(row[4]))
+        return rows
 
     def newest_time_ns(self) -> int:
         """The latest mtime or ctime among the observed stat results."""
-        newest = 0
-        for value in list(self._seen.values()):
-            if isinstance(value, list) and len(value) == 6 and isinstance(value[3], int):
-                newest = max(newest, value[3], value[4])
-        return newest
+        return max(map(_changed_at, list(self._seen.values())), default=0)
+
+
+def _changed_at(answer: object) -> int:
+    """The later of mtime and ctime of a stat answer (0 for other answers)."""
+    if isinstance(answer, list) and len(answer) == 6:
+        mtime, ctime = answer[3], answer[4]
+        if isinstance(mtime, int) and isinstance(ctime, int):
+            return max(mtime, ctime)
+    return 0
 
 
 def _replay(source: Source, op: str, inner: str) -> object:

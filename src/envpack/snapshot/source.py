@@ -388,6 +388,11 @@ class Source:
         host = real if self.root == "/" else self.root + real
         return ResolvedPath(escape(real), host, walked.escaped)
 
+    def _live_host(self, inner: str, *, follow_last: bool = True) -> str:
+        """``resolve(inner).host`` on the live host, as the queries use it internally (not
+        reported to an observer: their own answers imply it)."""
+        return self._live_realpath(unescape(inner), follow_last=follow_last)
+
     def _live_realpath(self, path: str, *, follow_last: bool, links: int = 0) -> str:
         """``os.path.realpath`` with the folder part remembered for the whole capture.
 
@@ -433,7 +438,7 @@ class Source:
         if root_dir is not None:
             return self._located_stat(root_dir, inner, follow=False)
         try:
-            return os.lstat(self.resolve(inner, follow_last=False).host)
+            return os.lstat(self._live_host(inner, follow_last=False))
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as err:
@@ -523,7 +528,7 @@ class Source:
                 os.close(fd)
         else:
             try:
-                names = os.listdir(self.resolve(inner).host)
+                names = os.listdir(self._live_host(inner))
             except (FileNotFoundError, NotADirectoryError):
                 return []
             except OSError as err:
@@ -554,7 +559,7 @@ class Source:
 
     def _scandir_live(self, inner: str) -> Iterator[SourceEntry]:
         try:
-            with os.scandir(self.resolve(inner).host) as entries:
+            with os.scandir(self._live_host(inner)) as entries:
                 for entry in entries:
                     yield entry if _clean(entry.name) else _Entry(entry, inner, self, None)
         except (FileNotFoundError, NotADirectoryError):
@@ -568,7 +573,7 @@ class Source:
         root_dir = self._dir
         try:
             if root_dir is None:
-                target = os.readlink(self.resolve(inner, follow_last=False).host)
+                target = os.readlink(self._live_host(inner, follow_last=False))
             else:
                 located = root_dir.locate(unescape(inner), follow=False)
                 try:
@@ -616,9 +621,9 @@ class Source:
         return FileBytes(fd), st
 
     def _open_live(self, inner: str) -> tuple[int, os.stat_result]:
-        resolved = self.resolve(inner)
+        host = self._live_host(inner)
         try:
-            pre = os.lstat(resolved.host)
+            pre = os.lstat(host)
         except FileNotFoundError as err:
             raise SourceReadError(f"{inner}: no such file") from err
         except OSError as err:
@@ -626,7 +631,7 @@ class Source:
         if not stat.S_ISREG(pre.st_mode):
             raise NotRegularFile(inner, file_kind(pre.st_mode))
         try:
-            fd = os.open(resolved.host, _READ_FLAGS)
+            fd = os.open(host, _READ_FLAGS)
         except OSError as err:
             raise self._open_error(inner, err) from err
         return self._checked(fd, inner, pre)
