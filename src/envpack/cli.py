@@ -662,7 +662,7 @@ def build(
         typer.Option(
             "--no-cache",
             help="Hash, compile and compress everything again; use no cache (hashes, .pyc, "
-            "layers) and store nothing in one.",
+            "layers, builds) and store nothing in one.",
         ),
     ] = False,
     report: Annotated[
