@@ -8,10 +8,10 @@ stays on its one line and cannot drive the terminal. SIGINT and SIGTERM unwind t
 (a half-written ``-o`` file is removed) before the process ends by that signal.
 """
 
-import contextlib
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional, cast
 
@@ -546,24 +546,46 @@ class _BuildProgress:
 
     def __init__(self) -> None:
         self._tasks: dict[str, Any] = {}
-        self.bars: Any = contextlib.nullcontext()
         self._live = sys.stderr.isatty()
-        if not self._live:
-            return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        self._lock = threading.Lock()
+        self._bars: Any = None
+        self._closed = False
 
-        self.bars = Progress(
-            TextColumn("{task.description:<24}"),
-            BarColumn(),
-            TextColumn("{task.fields[amount]}"),
-            TimeRemainingColumn(),
-            console=cast("_LazyConsole", err_console).get(),
-            transient=True,
-        )
+    def __enter__(self) -> "_BuildProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._closed = True
+            if self._bars is not None:
+                self._bars.stop()
+
+    def _started(self) -> Any:
+        """The rich display, started at the first report: a push with nothing to send
+        (every blob already there) never imports rich nor draws an empty display."""
+        if self._bars is None and not self._closed:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bars = Progress(
+                TextColumn("{task.description:<24}"),
+                BarColumn(),
+                TextColumn("{task.fields[amount]}"),
+                TimeRemainingColumn(),
+                console=cast("_LazyConsole", err_console).get(),
+                transient=True,
+            )
+            self._bars.start()
+        return self._bars
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         if not self._live:
             return
+        with self._lock:
+            bars = self._started()
+            if bars is not None:
+                self._update(bars, phase, done, total)
+
+    def _update(self, bars: Any, phase: str, done: int, total: int) -> None:
         if phase in self._READING:
             bar, label = "reading", f"reading: {phase}"
             done, total = self._READING.index(phase), len(self._READING)
@@ -576,10 +598,8 @@ class _BuildProgress:
             amount = f"{done}/{total}" if bar != "reading" else ""
         task = self._tasks.get(bar)
         if task is None:
-            task = self._tasks[bar] = self.bars.add_task(label, total=total or None, amount="")
-        self.bars.update(
-            task, description=label, completed=done, total=total or None, amount=amount
-        )
+            task = self._tasks[bar] = bars.add_task(label, total=total or None, amount="")
+        bars.update(task, description=label, completed=done, total=total or None, amount=amount)
 
 
 @app.command()
@@ -728,7 +748,7 @@ def build(
     if bars is None:
         result = run_build(manifest, options)
     else:
-        with bars.bars:
+        with bars:
             result = run_build(manifest, options, progress=bars)
     if report is not None:
         import orjson
@@ -936,7 +956,7 @@ def push(
         )
     else:
         bars = _BuildProgress()
-        with bars.bars:
+        with bars:
             result = push_layout(
                 client,
                 target_ref.repository,
