@@ -994,8 +994,9 @@ def verify(
         str,
         typer.Option(
             "--runner",
-            help="Run the interpreter inside the image with: auto (Docker Engine, else "
-            "bwrap for a rootfs), docker, bwrap, or none (read its files only).",
+            help="Run the interpreter inside the image with: auto (a Docker Engine, else "
+            "podman, else bwrap; bwrap for a rootfs), docker, podman, bwrap, or none (read "
+            "its files only).",
         ),
     ] = "auto",
     policy: Annotated[
@@ -1041,11 +1042,11 @@ def verify(
     from envpack.diff.reporters import get_reporter
     from envpack.diff.reporters._common import gate_lines
     from envpack.redact import Redactor, load_redaction_key
-    from envpack.verify.run import VerifyOptions
+    from envpack.verify.run import RUNNERS, VerifyOptions
     from envpack.verify.run import verify as run_verify
 
-    if runner not in ("auto", "docker", "bwrap", "none"):
-        raise UsageError(f"--runner {runner!r}: choose auto, docker, bwrap or none")
+    if runner not in RUNNERS:
+        raise UsageError(f"--runner {runner!r}: choose {', '.join(RUNNERS)}")
     try:
         threshold: Any = parse_fail_on(fail_on)
     except ValueError as err:
@@ -1093,7 +1094,12 @@ def verify(
             _say(f"envpack: {line}" if not line.startswith(" ") else line)
     if not quiet:
         drift = sum(diff_result.verdict.counts.values())
-        how = {"docker": "in Docker", "bwrap": "under bwrap", "files": "not run (files read)"}
+        how = {
+            "docker": "in Docker",
+            "podman": "in podman",
+            "bwrap": "under bwrap",
+            "files": "not run (files read)",
+        }
         _say(
             f"verified {image} against {manifest}: interpreter "
             f"{how.get(result.ran, 'failed to run in the image')}; "

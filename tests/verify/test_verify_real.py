@@ -9,17 +9,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from verify_envs import (
+    LIBM,
     VerifyEnv,
+    bwrap_or_skip,
     changes_of,
     copy_tree,
     envpack_env,
     make_verify_env,
+    older_blinker,
+    tamper_rootfs,
+    tampered_drift,
     verify_cli,
 )
 
@@ -27,52 +31,17 @@ from realenv import run_envpack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-LIBM = "/usr/lib/x86_64-linux-gnu/libm.so.6"
-
 
 @pytest.fixture(scope="module")
 def venv_env(real_env_base: Path) -> VerifyEnv:
-    made = make_verify_env(real_env_base)
+    made = make_verify_env(real_env_base)  # made once per session, shared with the others
     if isinstance(made, str):
         pytest.skip(f"cannot make the verify environment: {made}")
     return made
 
 
-def _bwrap() -> str:
-    found = shutil.which("bwrap")
-    if found is None:
-        pytest.skip("bubblewrap is not installed (apt install bubblewrap)")
-    return found
-
-
-def _in_rootfs(rootfs: Path, *command: str, binds: tuple[Path, ...] = ()) -> None:
-    """Run ``command`` inside ``rootfs`` (writable): the image's own tools change it."""
-    extra = [arg for b in binds for arg in ("--ro-bind", str(b), str(b))]
-    done = subprocess.run(
-        [_bwrap(), "--bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev",
-         *extra, "--unshare-all", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
-         # No pip config: the host's names files (constraints) no image holds.
-         "--setenv", "PIP_CONFIG_FILE", "/dev/null", *command],
-        check=False, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, f"{command}: {done.stderr}"
-
-
-def _older_blinker(folder: Path, python: Path) -> Path:
-    """A real older wheel of a package the venv holds (pip download from the index)."""
-    done = subprocess.run(
-        [str(python), "-m", "pip", "download", "-q", "--no-deps", "blinker==1.8.2", "-d",
-         str(folder)],
-        capture_output=True, text=True, check=False, timeout=600,
-    )  # fmt: skip
-    wheels = sorted(folder.glob("blinker-1.8.2-*.whl"))
-    if done.returncode != 0 or not wheels:
-        pytest.skip(f"the index gives no blinker 1.8.2: {done.stderr[-300:]}")
-    return wheels[0]
-
-
 def test_a_fresh_rootfs_build_verifies_with_no_drift(venv_env: VerifyEnv) -> None:
-    _bwrap()
+    bwrap_or_skip()
     report = str(venv_env.report)
     done = verify_cli(str(venv_env.rootfs), str(venv_env.manifest), "--report", report)
     assert done.returncode == 0, done.stderr
@@ -85,35 +54,10 @@ def test_a_fresh_rootfs_build_verifies_with_no_drift(venv_env: VerifyEnv) -> Non
 
 def test_a_tampered_rootfs_gives_the_exact_drift(venv_env: VerifyEnv, tmp_path: Path) -> None:
     tampered = copy_tree(venv_env.rootfs, tmp_path / "tampered.rootfs")
-    python = str(venv_env.python)
-    wheel = _older_blinker(tmp_path / "wheels", venv_env.python)
-    # pip inside the image: remove one distribution, downgrade another.
-    _in_rootfs(tampered, python, "-m", "pip", "uninstall", "-q", "-y", "pyyaml")
-    _in_rootfs(
-        tampered, python, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-        str(wheel), binds=(wheel.parent,),
-    )  # fmt: skip
-    # The app's config file changed; a library the interpreter loads replaced by another
-    # build of itself (trailing bytes: still a loadable ELF, a different file).
-    config = tampered / str(venv_env.config).lstrip("/")
-    config.write_text(config.read_text().replace("workers = 4", "workers = 8"))
-    libm = tampered / LIBM.lstrip("/")
-    data, mode = libm.read_bytes(), libm.stat().st_mode
-    libm.unlink()
-    libm.write_bytes(data + b"\0" * 64)
-    libm.chmod(mode & 0o7777)
-
+    tamper_rootfs(tampered, venv_env, tmp_path / "wheels")
     done = verify_cli(str(tampered), str(venv_env.manifest), "--report", str(venv_env.report))
     assert done.returncode == 1, done.stderr
-    ini = str(venv_env.config)
-    assert changes_of(done.stdout) == [
-        ("config_files", ini, "keys.server.workers", "changed"),
-        ("config_files", ini, "sha256", "changed"),
-        ("libraries", "libm.so.6", "sha256", "changed"),
-        ("libraries", "libm.so.6", "size", "changed"),
-        ("python_packages", "blinker", "version", "downgraded"),
-        ("python_packages", "pyyaml", None, "removed"),
-    ]
+    assert changes_of(done.stdout) == tampered_drift(venv_env)
     # The same drift with the default table report, and --fail-on lets minor drift pass.
     done = run_envpack(
         "verify", str(tampered), str(venv_env.manifest), "--fail-on", "critical", "-q",
@@ -156,7 +100,7 @@ def test_verify_refuses_bad_input_with_one_line(venv_env: VerifyEnv, tmp_path: P
     )  # fmt: skip
     assert done.returncode == 2 and "not a build report" in done.stderr, done.stderr
     done = run_envpack(
-        "verify", str(venv_env.rootfs), str(venv_env.manifest), "--runner", "podman",
+        "verify", str(venv_env.rootfs), str(venv_env.manifest), "--runner", "runc",
         env=envpack_env(),
     )  # fmt: skip
     assert done.returncode == 2 and "--runner" in done.stderr, done.stderr
@@ -238,7 +182,7 @@ def test_a_missing_interpreter_in_docker_is_a_probe_failure(
 def _build_tampered(client: Any, base: str, venv_env: VerifyEnv, folder: Path, tag: str) -> None:
     """``docker build`` FROM the fresh image: pip downgrades and removes a package, the app's
     config file and a library are replaced (the image has no shell: exec-form RUNs)."""
-    wheel = _older_blinker(folder, venv_env.python)
+    wheel = older_blinker(folder, venv_env.python)
     shutil.copy(venv_env.config, folder / "app.ini")
     (folder / "app.ini").write_text((folder / "app.ini").read_text().replace("= 4", "= 8"))
     libm = (venv_env.rootfs / LIBM.lstrip("/")).read_bytes()
@@ -300,15 +244,7 @@ def test_an_image_changed_by_docker_build_gives_the_exact_drift(
     finally:
         docker_client.images.remove(tag, force=True)
     assert done.returncode == 1, done.stderr
-    ini = str(venv_env.config)
-    assert changes_of(done.stdout) == [
-        ("config_files", ini, "keys.server.workers", "changed"),
-        ("config_files", ini, "sha256", "changed"),
-        ("libraries", "libm.so.6", "sha256", "changed"),
-        ("libraries", "libm.so.6", "size", "changed"),
-        ("python_packages", "blinker", "version", "downgraded"),
-        ("python_packages", "pyyaml", None, "removed"),
-    ]
+    assert changes_of(done.stdout) == tampered_drift(venv_env)
     assert "interpreter in Docker" in done.stderr
 
 

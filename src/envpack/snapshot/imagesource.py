@@ -343,6 +343,23 @@ class ImageSource(Source):
             raise SourceReadError(f"{inner}: cannot copy out of the image: {err.strerror}") from err
         return fd, _stat(node)
 
+    def export_file(self, node: Node, target: Path) -> None:
+        """Put a regular file's bytes at ``target``, a new path (verify runs the image from
+        such a tree): hard-linked when envpack's own data file holds exactly these bytes,
+        else copied. The new file is ``0o600``; the caller sets its mode."""
+        if node.data is None:
+            raise OSError(22, "not a regular file's content")
+        number, offset = node.data
+        if number in self._whole:
+            with contextlib.suppress(OSError):  # another file system: copied below
+                os.link(self._data_files[number], target, follow_symlinks=False)
+                return
+        out = os.open(target, _WRITE_FLAGS, 0o600)
+        try:
+            _copy_range(self._data_fd(number), out, offset, node.size)
+        finally:
+            os.close(out)
+
     def _copy(self, node: Node) -> Path:
         """The path of this file's bytes copied into the temporary folder (once per file)."""
         if node.data is None:

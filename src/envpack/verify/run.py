@@ -2,8 +2,8 @@
 
 Steps: read the source manifest; capture the image offline (nothing in it is run) for the
 sections a build packs, looking at the very paths the source manifest names; run the
-interpreter probe inside the image (Docker Engine, else bubblewrap over a rootfs folder)
-and put its answer in place of what the files told; cut both manifests down to what the
+interpreter probe inside the image (:func:`choose` says with what) and put its answer in
+place of what the files told; cut both manifests down to what the
 build packs (:mod:`.scope`); the diff then grades what is left (the caller runs it).
 """
 
@@ -15,20 +15,27 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from envpack.errors import UsageError
 from envpack.manifest import Issue, Manifest, load_manifest
+from envpack.oci.reader import parse_image_reference
 from envpack.redact import Redactor
 from envpack.snapshot.context import CaptureOptions
 from envpack.snapshot.interpreters import ProbeFailed
 from envpack.snapshot.source import DEFAULT_PATH, Source, SourceReadError
-from envpack.verify.inimage import ImageRun, probe_in_docker, probe_in_rootfs
+from envpack.verify.inimage import ImageRun, bwrap_available, probe_in_docker, probe_in_rootfs
 from envpack.verify.loadable import LoadArchive, Range, write_load_archive
+from envpack.verify.podman import podman_available, probe_in_podman
 from envpack.verify.scope import Packing, Scoped, restrict
+from envpack.verify.unpack import unpack_rootfs
+
+if TYPE_CHECKING:
+    from envpack.snapshot.imagesource import ImageSource
 
 __all__ = [
     "EMBEDDED_MANIFEST",
+    "RUNNERS",
     "Runner",
     "VerifyOptions",
     "VerifyResult",
@@ -39,7 +46,8 @@ __all__ = [
 EMBEDDED_MANIFEST = "/.envpack/manifest.json"
 """Where ``envpack build`` puts the manifest an image was built from."""
 
-Runner = Literal["auto", "docker", "bwrap", "none"]
+Runner = Literal["auto", "docker", "podman", "bwrap", "none"]
+RUNNERS: tuple[str, ...] = ("auto", "docker", "podman", "bwrap", "none")
 _CAPTURED = frozenset({"interpreters", "python_packages", "binaries", "libraries", "config_files"})
 
 
@@ -48,7 +56,8 @@ class VerifyOptions:
     """What ``envpack verify`` was asked for, besides the image and the manifest."""
 
     runner: Runner = "auto"
-    """How the interpreter runs inside the image: ``none`` only reads its files."""
+    """How the interpreter runs inside the image: ``auto`` tries a Docker Engine, then
+    podman, then bwrap (over the image unpacked); ``none`` only reads its files."""
     build_report: Path | None = None
     """The build's ``--report`` JSON: what it excluded, the environment of a rootfs."""
     timeout: float = 120.0
@@ -66,7 +75,7 @@ class VerifyResult:
     image_manifest: Manifest
     """The image's capture before restriction (with the probe's answer)."""
     ran: str
-    """``docker``, ``bwrap`` or ``files`` (nothing was run)."""
+    """``docker``, ``podman``, ``bwrap``, ``files`` (nothing was run) or ``failed``."""
     notes: list[str] = field(default_factory=list)
 
 
@@ -89,6 +98,9 @@ def verify(
     from envpack.snapshot.capture import capture
 
     options = options or VerifyOptions()
+    for name, found in (("podman", podman_available), ("bwrap", bwrap_available)):
+        if options.runner == name and found() is None:  # said before a capture is made
+            raise UsageError(f"--runner {name}: {name} is not installed")
     source_manifest = load_manifest(manifest_path)
     primary = _primary_executable(source_manifest, str(manifest_path))
     report = _read_report(options.build_report)
@@ -166,6 +178,8 @@ def _literal_glob(path: str) -> str:
 class _Target:
     source: Source
     run: ImageRun
+    image: ImageSource | None = None
+    """The image read (``None`` for a rootfs folder)."""
     rootfs: Path | None = None
     """A rootfs folder on this machine (bubblewrap can run it)."""
     image_id: str | None = None
@@ -187,6 +201,7 @@ def _open_target(image: str, report: dict[str, Any] | None) -> _Target:
     blobs = opened.blobs
     return _Target(
         source=opened,
+        image=opened,
         run=ImageRun.from_config(blobs.config),
         image_id=str(blobs.config_digest),
         config=blobs.config,
@@ -227,33 +242,105 @@ def _run_probe(
     """Put the in-image answer in place of the files' one; which runner answered."""
     section = manifest.sections.setdefault("interpreters", {})
     key = next((k for k, c in section.items() if c.get("primary") is True), primary)
-    runner = options.runner
-    if runner == "none":
+    if options.runner == "none":
         notes.append("interpreters: not run inside the image (--runner none): read from files")
         return "files"
     try:
-        if target.rootfs is not None:
-            if runner == "docker":
-                raise UsageError("--runner docker: a rootfs folder runs under bwrap")
-            component = probe_in_rootfs(
-                target.rootfs.resolve(), primary, target.run, timeout=options.timeout
-            )
-            used = "bwrap"
-        else:
-            if runner == "bwrap":
-                raise UsageError("--runner bwrap runs a rootfs folder (build --format rootfs)")
-            found = _in_docker(target, primary, options, notes, required=runner == "docker")
-            if found is None:
-                return "files"
-            component, used = found, "docker"
+        found = _probe(target, primary, options, notes)
     except ProbeFailed as err:
         section.pop(key, None)
         manifest.issues.append(Issue("interpreters", primary, f"in the image: {err}"))
         notes.append(f"interpreters: {primary} does not run inside the image: {err}")
         return "failed"
+    if found is None:
+        return "files"
+    component, used = found
     component["primary"] = True
     section[key] = component
     return used
+
+
+def _probe(
+    target: _Target, primary: str, options: VerifyOptions, notes: list[str]
+) -> tuple[dict[str, Any], str] | None:
+    """The probe's answer and who gave it; ``None`` when ``auto`` found no way to run it.
+
+    ``auto``: a rootfs folder runs under bwrap; an image in the Docker Engine when one
+    answers, else with podman when installed, else under bwrap over the image unpacked.
+    Asked for by name, a runner that is absent or cannot run the image is an error.
+    """
+    runner = options.runner
+    if target.rootfs is not None:
+        if runner in ("docker", "podman"):
+            raise UsageError(f"--runner {runner}: a rootfs folder runs under bwrap")
+        component = probe_in_rootfs(
+            target.rootfs.resolve(), primary, target.run, timeout=options.timeout
+        )
+        return component, "bwrap"
+    if runner in ("auto", "docker"):
+        answer = _in_docker(target, primary, options, notes, required=runner == "docker")
+        if answer is not None:
+            return answer, "docker"
+    if runner == "podman" or (runner == "auto" and podman_available() is not None):
+        try:
+            return _in_podman(target, primary, options), "podman"
+        except UsageError as err:
+            if runner == "podman":
+                raise UsageError(f"--runner podman: {err}") from None
+            notes.append(f"interpreters: {err}; trying bwrap")
+    if runner == "bwrap" or (runner == "auto" and bwrap_available() is not None):
+        try:
+            return _in_bwrap(target, primary, options, notes), "bwrap"
+        except UsageError as err:
+            if runner == "bwrap":
+                raise UsageError(f"--runner bwrap: {err}") from None
+            notes.append(f"interpreters: {err}")
+    notes.append(
+        "interpreters: not run inside the image (no Docker Engine, podman or bwrap could "
+        "run it); read from its files"
+    )
+    return None
+
+
+def _image(target: _Target) -> ImageSource:
+    if target.image is None:
+        raise UsageError("internal: an image target without its image")
+    return target.image
+
+
+def _in_podman(target: _Target, primary: str, options: VerifyOptions) -> dict[str, Any]:
+    """The probe's answer from podman, given the image as the user named it."""
+    if podman_available() is None:
+        raise UsageError("podman is not installed")
+    image = _image(target)
+    blobs = image.blobs
+    transport, where, tag = parse_image_reference(blobs.reference)
+    if transport != "docker-daemon":
+        return probe_in_podman(
+            f"{transport}:{where}{':' + tag if tag else ''}",
+            str(blobs.config_digest),
+            primary,
+            timeout=options.timeout,
+        )
+    # Already exported from the engine: given to podman as a `docker save` archive.
+    if target.config is None:
+        raise UsageError("internal: an image target without its config")
+    archive = write_load_archive(target.config, list(target.layers), image.temp / "podman.tar")
+    return probe_in_podman(
+        f"docker-archive:{archive.path}", archive.image_id, primary, timeout=options.timeout
+    )
+
+
+def _in_bwrap(
+    target: _Target, primary: str, options: VerifyOptions, notes: list[str]
+) -> dict[str, Any]:
+    """The probe's answer from bwrap over the image unpacked in envpack's temporary folder."""
+    if bwrap_available() is None:
+        raise UsageError("bwrap is not installed")
+    image = _image(target)
+    rootfs = image.temp / "rootfs"
+    notes.extend(unpack_rootfs(image, rootfs))
+    return probe_in_rootfs(rootfs, primary, target.run, timeout=options.timeout)
 
 
 def _in_docker(
@@ -276,7 +363,7 @@ def _in_docker(
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             if required:
                 raise UsageError(f"--runner docker: {reason}") from None
-            notes.append(f"interpreters: not run inside the image ({reason}); read from its files")
+            notes.append(f"interpreters: no Docker Engine answered ({reason})")
             return None
     if target.image_id is None or target.config is None:
         raise UsageError("internal: an image target without its ID or config")

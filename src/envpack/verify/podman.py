@@ -1,0 +1,227 @@
+"""Run the interpreter probe inside an image with podman: no daemon, the image read natively.
+
+podman reads the transports envpack reads (``oci:``, ``oci-archive:``, ``docker-archive:``),
+so the image is given to it as the user named it; a ``docker-daemon:`` image (already
+exported for the capture) is given as a ``docker save`` archive. The probe then runs as
+Docker's does: ``podman run --rm --network none --read-only --entrypoint INTERPRETER``,
+with the image's own environment, user and working folder.
+
+**Storage.** Each verify uses a podman storage of its own in a new folder under ``$TMPDIR``
+(``--root``/``--runroot``/``--tmpdir``, the ``vfs`` driver, no event log), removed at the
+end, rather than the user's. So nothing is added to or removed from the user's images (an
+image of the same name there is never touched or shadowed), the image podman runs is the
+one captured (its ID, the config digest, is checked after loading), and it works the same
+as root and rootless: ``vfs`` needs no kernel overlay nor ``fuse-overlayfs``, and cannot
+fail on an overlay ``$TMPDIR``. The cost is a copy of the image's layers per verify, which
+a probe of an envpack image (a few layers) affords. Rootless, podman maps the image's
+owners through the user's ``/etc/subuid`` range (``newuidmap`` from ``uidmap``), and the
+storage is removed from inside that mapping (``podman unshare``). podman refuses a
+``--runroot`` over 50 characters: under a long ``$TMPDIR`` that small folder of state
+goes under ``/tmp`` (the layers stay under ``$TMPDIR``).
+
+**Limits.** podman 4 gives a container more open files and processes (1048576, 32768)
+than a machine without ``CAP_SYS_RESOURCE`` lets it raise to, and ``runc`` then fails to
+start it (``error setting rlimits``); the exact ceiling is podman's and conmon's own, not
+knowable from here. The probe needs little: it gets envpack's own limits capped at 4096,
+which lowering never needs a privilege for.
+
+podman's own failures (it cannot load or start the image) are :class:`UsageError`; the
+interpreter's (missing in the image, crashing) are :class:`ProbeFailed`, as for Docker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from envpack.errors import UsageError
+from envpack.snapshot.interpreters import ProbeFailed, parse_answer, probe_source
+
+__all__ = ["podman_available", "probe_in_podman"]
+
+_MAX_OUTPUT = 4 * 1024 * 1024
+_MAX_RUNROOT = 50  # podman 4's own limit on --runroot
+_LIMIT = 4096  # open files, processes: the probe reads a few files and starts at most one
+_COMMAND_SECONDS = 600.0  # loading an image of a few hundred MiB into vfs, on a busy machine
+# podman's exit codes for its own failure and for a command it cannot run in the image
+# (podman-run(1), "Exit Status").
+_PODMAN_FAILED = 125
+_CANNOT_RUN = (126, 127)
+_NOT_FOUND = 127
+
+
+def podman_available() -> str | None:
+    """The ``podman`` program, when installed."""
+    return shutil.which("podman")
+
+
+def probe_in_podman(
+    reference: str,
+    image_id: str,
+    executable: str,
+    *,
+    timeout: float,
+    podman: str | None = None,
+) -> dict[str, Any]:
+    """The probe's component from ``executable`` run in the image podman reads at
+    ``reference`` (``oci:DIR:TAG`` …), which must have the ID ``image_id`` (``sha256:…``)."""
+    program = podman or podman_available()
+    if program is None:
+        raise UsageError("podman is not installed: cannot run the interpreter in the image")
+    store = Path(tempfile.mkdtemp(prefix="envpack-podman-"))
+    runroot = store / "run"
+    if len(str(runroot)) > _MAX_RUNROOT:
+        # podman refuses a longer one (its sockets' paths must fit in 108 bytes): this
+        # small folder of state goes under /tmp; the layers stay under $TMPDIR.
+        runroot = Path(tempfile.mkdtemp(prefix="envpack-podman-", dir="/tmp"))
+    base = _base(program, store, runroot)
+    try:
+        loaded = _load(base, reference, store)
+        if loaded != image_id.removeprefix("sha256:"):
+            raise UsageError(
+                f"podman loaded image {loaded[:12]} from {reference}, not the one captured "
+                f"({image_id.removeprefix('sha256:')[:12]})"
+            )
+        return _run(base, loaded, executable, store, timeout=timeout)
+    finally:
+        _remove_store(program, base, store)
+        if not runroot.is_relative_to(store):
+            shutil.rmtree(runroot, ignore_errors=True)
+
+
+def _base(program: str, store: Path, runroot: Path) -> list[str]:
+    return [
+        program,
+        "--root", str(store / "root"),
+        "--runroot", str(runroot),
+        "--tmpdir", str(store / "tmp"),
+        "--storage-driver", "vfs",
+        "--events-backend", "none",
+        "--log-level", "error",
+    ]  # fmt: skip
+
+
+def _env(store: Path) -> dict[str, str]:
+    # containers/image copies blobs through $TMPDIR (/var/tmp by default), and rootless
+    # keeps its blob-info cache under $XDG_DATA_HOME: both here. (As root that cache is
+    # /var/lib/containers/cache, which podman offers no flag to move: it gains the
+    # digests of the image's blobs, nothing of their content.)
+    return {**os.environ, "TMPDIR": str(store), "XDG_DATA_HOME": str(store / "data")}
+
+
+def _podman(
+    command: Sequence[str], store: Path, *, timeout: float = _COMMAND_SECONDS
+) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run(
+            command,
+            env=_env(store),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as err:
+        raise UsageError(f"podman did not finish within {timeout:g} s: {command[-1]}") from err
+    except OSError as err:
+        raise UsageError(f"cannot run podman: {err.strerror or err}") from err
+
+
+def _load(base: list[str], reference: str, store: Path) -> str:
+    """The ID of the image podman loaded from ``reference`` into the private storage."""
+    done = _podman([*base, "pull", "--quiet", reference], store)
+    if done.returncode != 0:
+        raise UsageError(f"podman could not load the image: {_last_line(done.stderr)}")
+    words = done.stdout.decode("utf-8", "replace").split()
+    if not words:
+        raise UsageError(f"podman pull {reference} printed no image ID")
+    return words[-1].removeprefix("sha256:")
+
+
+def _limits() -> list[str]:
+    out = []
+    for name, which in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC)):
+        soft, _ = resource.getrlimit(which)
+        value = _LIMIT if soft == resource.RLIM_INFINITY else min(soft, _LIMIT)
+        out += ["--ulimit", f"{name}={value}:{value}"]
+    return out
+
+
+def _run(
+    base: list[str], image: str, executable: str, store: Path, *, timeout: float
+) -> dict[str, Any]:
+    name = f"envpack-verify-{secrets.token_hex(6)}"
+    command = [
+        *base, "run", "--rm", "--name", name, "--pull", "never",
+        "--network", "none",
+        # As `docker run --read-only`: no tmpfs over /tmp, /var/tmp, /run (podman's default),
+        # which would hide an environment packed from a folder there (a CI job's).
+        "--read-only", "--read-only-tmpfs=false",
+        "--label", "io.envpack.verify=probe",
+        *_limits(),
+        "--entrypoint", executable,
+        image, "-c", probe_source(),
+    ]  # fmt: skip
+    out_path, err_path = store / "probe.out", store / "probe.err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        try:
+            proc = subprocess.Popen(
+                command, env=_env(store), stdin=subprocess.DEVNULL, stdout=out, stderr=err
+            )
+        except OSError as error:
+            raise UsageError(f"cannot run podman: {error.strerror or error}") from error
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise ProbeFailed(
+                f"did not answer within {timeout:g} s in the image (hung?); container removed"
+            ) from None
+    stdout, stderr = _head(out_path), _head(err_path)
+    if out_path.stat().st_size > _MAX_OUTPUT:
+        raise ProbeFailed("printed too much output; not a Python interpreter?")
+    if code == _PODMAN_FAILED:
+        raise UsageError(f"podman could not run the image: {_last_line(stderr)}")
+    if code in _CANNOT_RUN and (code == _NOT_FOUND or executable in _last_line(stderr)):
+        raise ProbeFailed(f"cannot run in the image{_colon(_last_line(stderr))}")
+    if code in _CANNOT_RUN:
+        # Not about the interpreter (runc could not set the container up): podman's failure.
+        raise UsageError(f"podman could not run the image: {_last_line(stderr)}")
+    if code != 0:
+        raise ProbeFailed(f"exited with status {code} in the image{_colon(_last_line(stderr))}")
+    return parse_answer(stdout, stderr)
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as stream:
+        return stream.read(_MAX_OUTPUT + 1)
+
+
+def _remove_store(program: str, base: list[str], store: Path) -> None:
+    """Stop whatever still runs there (a timed-out probe), then remove the storage."""
+    with contextlib.suppress(UsageError):
+        _podman([*base, "rm", "--all", "--force", "--time", "0"], store, timeout=120)
+    if os.geteuid() != 0:
+        # Rootless: the layers belong to the user's subordinate IDs; only inside podman's
+        # user namespace can they be removed.
+        with contextlib.suppress(UsageError):
+            _podman([program, "unshare", "rm", "-rf", "--", str(store)], store, timeout=300)
+    shutil.rmtree(store, ignore_errors=True)
+
+
+def _last_line(data: bytes) -> str:
+    lines = [line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no message"
+
+
+def _colon(text: str) -> str:
+    return "" if text == "no message" else f": {text}"

@@ -1,0 +1,203 @@
+"""`envpack verify` of an image without a Docker Engine: real podman, real bubblewrap.
+
+The environment of test_verify_real.py, built by the real CLI as an OCI layout; its zstd
+twin made by skopeo (`--dest-compress-format zstd`); and a tampered image made by umoci,
+an independent tool: unpacked, changed by the image's own pip (a removal: umoci writes a
+real `.wh.` whiteout), repacked as a new layer. Each is verified through the real CLI with
+no engine reachable (`DOCKER_HOST` at a missing socket) and, for `auto`, a PATH that holds
+only the runners the test allows: zero drift on the fresh image, the exact drift on the
+tampered one, and nothing left behind in `$TMPDIR`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from verify_envs import (
+    VerifyEnv,
+    bwrap_or_skip,
+    changes_of,
+    envpack_env,
+    make_verify_env,
+    tamper_rootfs,
+    tampered_drift,
+)
+
+from realenv import run_envpack
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+NO_ENGINE = "unix:///nonexistent/docker.sock"
+
+
+@pytest.fixture(scope="module")
+def venv_env(real_env_base: Path) -> VerifyEnv:
+    made = make_verify_env(real_env_base)  # made once per session, shared with the others
+    if isinstance(made, str):
+        pytest.skip(f"cannot make the verify environment: {made}")
+    return made
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed (.ci/setup installs it)")
+    return found
+
+
+def _run(*command: str) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, f"{command}: {done.stderr}"
+
+
+@pytest.fixture(scope="module")
+def layouts(venv_env: VerifyEnv, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """References of the fresh image (gzip, as built), its zstd copy and a tampered one."""
+    work = tmp_path_factory.mktemp("layouts")
+    fresh = work / "fresh.oci"
+    done = run_envpack(
+        "build", "-q", str(venv_env.manifest), "-o", str(fresh), "--tag", "fresh",
+        env=envpack_env(), timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    zstd = work / "zstd.oci"
+    _run(
+        _tool("skopeo"), "copy", "-q", "--dest-compress-format", "zstd",
+        f"oci:{fresh}:fresh", f"oci:{zstd}:fresh",
+    )  # fmt: skip
+    # The tampered image: umoci unpacks a copy, the image's own pip changes it, umoci
+    # writes the difference as one more layer (whiteouts included) under a new tag.
+    umoci = _tool("umoci")
+    tampered = work / "tampered.oci"
+    shutil.copytree(fresh, tampered)
+    bundle = work / "bundle"
+    _run(umoci, "unpack", "--image", f"{tampered}:fresh", str(bundle))
+    tamper_rootfs(bundle / "rootfs", venv_env, work / "wheels")
+    _run(umoci, "repack", "--image", f"{tampered}:tampered", str(bundle))
+    return {
+        "fresh": f"oci:{fresh}:fresh",
+        "zstd": f"oci:{zstd}:fresh",
+        "tampered": f"oci:{tampered}:tampered",
+    }
+
+
+@pytest.fixture
+def only_path(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A PATH folder holding only the programs a test links into it, and a $TMPDIR."""
+    bin_dir, temp = tmp_path / "bin", tmp_path / "tmp"
+    bin_dir.mkdir()
+    temp.mkdir()
+    yield bin_dir, temp
+    # Whatever ran, envpack removed its temporary folders (podman storage, unpacked tree).
+    assert list(temp.iterdir()) == []
+
+
+def _verify(
+    image: str, env: VerifyEnv, *args: str, path: Path | None = None, temp: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    run_env = {**envpack_env(), "DOCKER_HOST": NO_ENGINE}
+    if path is not None:
+        run_env["PATH"] = str(path)
+    if temp is not None:
+        run_env["TMPDIR"] = str(temp)
+    return run_envpack(
+        "verify", image, str(env.manifest), *args, "--format", "json", env=run_env, timeout=900
+    )
+
+
+def _link(bin_dir: Path, *names: str) -> None:
+    for name in names:
+        (bin_dir / name).symlink_to(_tool(name))
+
+
+def test_auto_runs_podman_without_an_engine_on_a_zstd_image(
+    venv_env: VerifyEnv, layouts: dict[str, str], only_path: tuple[Path, Path]
+) -> None:
+    bin_dir, temp = only_path
+    _link(bin_dir, "podman", "bwrap")
+    done = _verify(layouts["zstd"], venv_env, path=bin_dir, temp=temp)
+    assert done.returncode == 0, done.stderr
+    assert changes_of(done.stdout) == []
+    assert "interpreter in podman; no drift" in done.stderr, done.stderr
+    assert "no Docker Engine answered" in done.stderr
+    assert "built from another manifest" not in done.stderr
+
+
+def test_podman_reports_the_exact_drift_of_a_tampered_image(
+    venv_env: VerifyEnv, layouts: dict[str, str], only_path: tuple[Path, Path]
+) -> None:
+    _, temp = only_path
+    _tool("podman")
+    done = _verify(layouts["tampered"], venv_env, "--runner", "podman", temp=temp)
+    assert done.returncode == 1, done.stderr
+    assert changes_of(done.stdout) == tampered_drift(venv_env)
+    assert "interpreter in podman" in done.stderr
+
+
+def test_auto_without_podman_unpacks_the_image_for_bwrap(
+    venv_env: VerifyEnv, layouts: dict[str, str], only_path: tuple[Path, Path]
+) -> None:
+    bin_dir, temp = only_path
+    _link(bin_dir, "bwrap")
+    done = _verify(layouts["zstd"], venv_env, path=bin_dir, temp=temp)
+    assert done.returncode == 0, done.stderr
+    assert changes_of(done.stdout) == []
+    assert "interpreter under bwrap; no drift" in done.stderr
+
+
+def test_bwrap_reports_the_exact_drift_of_a_tampered_image(
+    venv_env: VerifyEnv, layouts: dict[str, str], only_path: tuple[Path, Path]
+) -> None:
+    _, temp = only_path
+    bwrap_or_skip()
+    # umoci's layer really removes pyyaml with whiteouts: the unpacked tree must apply them.
+    index = json.loads(Path(layouts["tampered"][4:].rsplit(":", 1)[0], "index.json").read_text())
+    assert len(index["manifests"]) == 2
+    done = _verify(layouts["tampered"], venv_env, "--runner", "bwrap", temp=temp)
+    assert done.returncode == 1, done.stderr
+    assert changes_of(done.stdout) == tampered_drift(venv_env)
+    assert "interpreter under bwrap" in done.stderr
+
+
+def test_a_runner_asked_for_and_absent_is_one_line_exit_2(
+    venv_env: VerifyEnv, layouts: dict[str, str], only_path: tuple[Path, Path]
+) -> None:
+    bin_dir, temp = only_path  # an empty PATH: no podman, no bwrap
+    for runner, message in (
+        ("podman", "--runner podman: podman is not installed"),
+        ("bwrap", "--runner bwrap: bwrap is not installed"),
+        ("docker", "--runner docker:"),
+    ):
+        done = _verify(layouts["fresh"], venv_env, "--runner", runner, path=bin_dir, temp=temp)
+        assert done.returncode == 2, (runner, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"envpack: error: {message}"), done.stderr
+        assert done.stdout == ""
+    # With nothing to run it, auto reads the interpreter from its files and says so.
+    done = _verify(layouts["fresh"], venv_env, path=bin_dir, temp=temp)
+    assert done.returncode == 0, done.stderr
+    assert "no Docker Engine, podman or bwrap could run it" in done.stderr
+
+
+def test_a_missing_interpreter_under_podman_is_a_probe_failure(
+    venv_env: VerifyEnv, layouts: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from envpack.snapshot.imagesource import open_image
+    from envpack.snapshot.interpreters import ProbeFailed
+    from envpack.verify.podman import probe_in_podman
+
+    _tool("podman")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    with open_image(layouts["fresh"], workdir=tmp_path) as image:
+        image_id = str(image.blobs.config_digest)
+    with pytest.raises(ProbeFailed, match="cannot run in the image"):
+        probe_in_podman(layouts["fresh"], image_id, "/no/such/python", timeout=300)
+    # A reference that is not the image captured is refused before anything runs.
+    with pytest.raises(Exception, match="not the one captured"):
+        probe_in_podman(layouts["zstd"], "sha256:" + "0" * 64, str(venv_env.python), timeout=300)
+    assert list(tmp_path.iterdir()) == []
