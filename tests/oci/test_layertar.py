@@ -6,13 +6,17 @@ read through :func:`envpack.oci.layertar.read_layer` as :func:`open_image` reads
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import io
 import os
 import subprocess
+import tarfile
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +24,9 @@ from envpack.oci import layertar
 from envpack.oci.digest import Digest
 from envpack.oci.model import InvalidImage
 from envpack.oci.reader import BlobRange, LayerBlob
-from image_helpers import layer_bytes, member
+from envpack.oci.tarheaders import simple_headers
+from envpack.snapshot.imagesource import open_image
+from image_helpers import layer_bytes, member, write_docker_archive
 
 
 def _blob(path: Path, data: bytes, *, named: bool = True) -> LayerBlob:
@@ -112,3 +118,122 @@ def test_inflating_costs_less_cpu_than_zlib(tmp_path: Path) -> None:
     # ISA-L inflates in about half of zlib's CPU; reading the tar and spooling it cost
     # some of the rest. zlib alone (no tar, no writes) must still cost more.
     assert ours < theirs * 0.9, (ours, theirs)
+
+
+# -- the headers of an uncompressed layer: the fast path reads them as tarfile does -------
+
+
+def _tree(root: Path) -> Path:
+    """Long names, non-ASCII names, links, a FIFO, an empty folder, a sub-second mtime."""
+    deep = root / "a" / ("d" * 120) / "x"
+    deep.mkdir(parents=True)
+    (root / "empty").mkdir()
+    (root / "ünï cödé").mkdir()
+    (root / "ünï cödé" / ("n" * 150)).write_text("x\n")
+    (root / "a" / "f").write_text("hi\n")
+    (root / "link").symlink_to("../a/f")
+    os.link(root / "a" / "f", root / "hard")
+    os.mkfifo(root / "fifo")
+    (root / "big").write_bytes(os.urandom(100_000))
+    os.utime(root / "big", ns=(978_307_200_123_456_789, 978_307_200_123_456_789))
+    return root
+
+
+def _gnu_tars(tmp_path: Path) -> list[Path]:
+    tree = _tree(tmp_path / "tree")
+    tars = []
+    for fmt in ("gnu", "oldgnu", "pax", "posix", "ustar", "v7"):
+        target = tmp_path / f"{fmt}.tar"
+        # ustar and v7 cannot hold the long names: tar skips them (exit 2), the rest is kept.
+        subprocess.run(["tar", f"--format={fmt}", "-cf", str(target), "-C", str(tree), "."],
+                       capture_output=True, check=False)  # fmt: skip
+        tars.append(target)
+    return tars
+
+
+def _crafted() -> dict[str, bytes]:
+    dir_, sym, lnk = tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
+    return {
+        "hostile": layer_bytes([
+            member("a", dir_), member("a/x", data=b"x1"), member("a/.wh.y"),
+            member("b/.wh..wh..opq"), member("/abs", data=b"q"), member("../up", data=b"z"),
+            member("l", sym, link="/etc"), member("l/x", data=b"t"),
+            member("h", lnk, link="a/x"), member("dev", tarfile.CHRTYPE),
+            member("fifo", tarfile.FIFOTYPE), member("dup", data=b"1"),
+            member("dup", data=b"2"), member("d/", dir_), member("v7dir/", tarfile.AREGTYPE),
+        ]),
+        "liar": layer_bytes([member("big", data=b"tiny", size=50 * 1024**3), member("after")]),
+        "overlap": layer_bytes([member("big", data=b"short", size=1000), member("after")]),
+        "sparse": layer_bytes([member("s", tarfile.GNUTYPE_SPARSE)]),
+        "empty": b"",
+        "zeros": bytes(1024),
+        "not a tar": b"hello" * 300,
+        "cut": layer_bytes([member("a", data=b"a" * 600), member("b")])[:1100],
+    }  # fmt: skip
+
+
+def _outcome(read: object) -> object:
+    try:
+        return list(read)  # type: ignore[call-overload]
+    except InvalidImage as err:
+        return str(err)
+
+
+def test_fast_headers_read_every_layer_as_tarfile_does(tmp_path: Path) -> None:
+    layers = {path.name: path.read_bytes() for path in _gnu_tars(tmp_path)}
+    layers.update(_crafted())
+    for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=fmt) as tar:
+            for name in ("x" * 99, "y/" * 60 + "z", "ü" * 10):
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime = 400, 1.5
+                with contextlib.suppress(ValueError):  # ustar: a name too long
+                    tar.addfile(info, io.BytesIO(b"data" * 100))
+        layers[f"python-{fmt}"] = buffer.getvalue()
+    fast = 0
+    for name, data in layers.items():
+        # In place in a bigger file, as a layer lies in a docker save tar.
+        path = tmp_path / f"{name}.layer"
+        path.write_bytes(b"\xee" * 1536 + data + b"\xff" * 999)
+        blob = BlobRange(path, 1536, len(data))
+        with open(path, "rb") as stream:
+            fast += simple_headers(stream.fileno(), 1536, len(data)) is not None
+        ours = _outcome(layertar.read_members(blob, name))
+        assert ours == _outcome(layertar.tarfile_members(blob, name)), name
+    assert fast >= 8  # pax, posix, ustar, v7, python's pax and ustar, hostile, overlap
+
+
+def test_fast_headers_cost_a_fraction_of_tarfiles_cpu(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for number in range(3000):
+            info = tarfile.TarInfo(f"usr/share/doc/pkg{number}/copyright")
+            info.size, info.mtime = 700, 1_600_000_000.25  # a pax block for each member
+            tar.addfile(info, io.BytesIO(bytes(700)))
+    path = tmp_path / "layer.tar"
+    path.write_bytes(buffer.getvalue())
+    blob = BlobRange(path, 0, path.stat().st_size)
+
+    def cpu(read: Any) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.process_time()
+            assert len(list(read(blob, "layer"))) == 3000
+            best = min(best, time.process_time() - start)
+        return best
+
+    assert cpu(layertar.read_members) < cpu(layertar.tarfile_members) * 0.6
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400", "12.75"])
+def test_a_pax_mtime_that_is_no_number_reads_as_zero(tmp_path: Path, value: str) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("f")
+        info.size, info.pax_headers = 1, {"mtime": value}
+        tar.addfile(info, io.BytesIO(b"x"))
+    archive = write_docker_archive(tmp_path / "image.tar", [buffer.getvalue()])
+    with open_image(f"docker-archive:{archive}", workdir=tmp_path) as source:
+        st = source.lstat("/f")
+        assert st is not None and st.st_mtime == (12 if value == "12.75" else 0)
