@@ -197,6 +197,9 @@ def test_a_missing_interpreter_under_podman_is_a_probe_failure(
         image_id = str(image.blobs.config_digest)
     with pytest.raises(ProbeFailed, match="cannot run in the image"):
         probe_in_podman(layouts["fresh"], image_id, "/no/such/python", timeout=300)
+    # A probe past its time is killed, its container removed with the whole storage.
+    with pytest.raises(ProbeFailed, match="did not answer within"):
+        probe_in_podman(layouts["fresh"], image_id, str(venv_env.python), timeout=0.01)
     # A reference that is not the image captured is refused before anything runs.
     with pytest.raises(Exception, match="not the one captured"):
         probe_in_podman(layouts["zstd"], "sha256:" + "0" * 64, str(venv_env.python), timeout=300)
