@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 from envpack.snapshot.imagesource import open_image
-from envpack.verify.unpack import unpack_rootfs
+from envpack.verify.unpack import make_removable, unpack_rootfs
 from image_helpers import layer_bytes, member, write_docker_archive, write_oci_layout
 
 DIR, SYM, LNK = tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
@@ -101,5 +101,8 @@ def test_the_written_tree_is_the_view_and_stays_inside(tmp_path: Path) -> None:
                 "interpreters: not created in the tree bwrap runs: 1 FIFOs, 1 device nodes "
                 "of the image"
             ]
+            # Removable by a user without root: the read-only folder is writable again.
+            make_removable(rootfs)
+            assert stat.S_IMODE((rootfs / "locked").stat().st_mode) == 0o700
         assert sorted(p.name for p in canary.iterdir()) == ["keep.txt"]
         assert list(work.iterdir()) == []  # removed with the image's temporary folder

@@ -28,7 +28,7 @@ from envpack.verify.inimage import ImageRun, bwrap_available, probe_in_docker, p
 from envpack.verify.loadable import LoadArchive, Range, write_load_archive
 from envpack.verify.podman import podman_available, probe_in_podman
 from envpack.verify.scope import Packing, Scoped, restrict
-from envpack.verify.unpack import unpack_rootfs
+from envpack.verify.unpack import make_removable, unpack_rootfs
 
 if TYPE_CHECKING:
     from envpack.snapshot.imagesource import ImageSource
@@ -339,8 +339,11 @@ def _in_bwrap(
         raise UsageError("bwrap is not installed")
     image = _image(target)
     rootfs = image.temp / "rootfs"
-    notes.extend(unpack_rootfs(image, rootfs))
-    return probe_in_rootfs(rootfs, primary, target.run, timeout=options.timeout)
+    try:
+        notes.extend(unpack_rootfs(image, rootfs))
+        return probe_in_rootfs(rootfs, primary, target.run, timeout=options.timeout)
+    finally:
+        make_removable(rootfs)  # removed with the image's temporary folder
 
 
 def _in_docker(

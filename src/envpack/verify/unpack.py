@@ -21,6 +21,7 @@ that tree, into a new folder inside envpack's temporary folder for the image:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 from collections import Counter
@@ -32,7 +33,7 @@ from envpack.errors import UsageError
 if TYPE_CHECKING:
     from envpack.snapshot.imagesource import ImageSource
 
-__all__ = ["unpack_rootfs"]
+__all__ = ["make_removable", "unpack_rootfs"]
 
 _MOUNT_POINTS = ("proc", "dev")
 _MODE_BITS = 0o1777  # permissions and the sticky bit; never setuid or setgid
@@ -112,3 +113,15 @@ class _Writer:
         else:
             self.skipped[_SKIPPED.get(node.kind, "sparse files")] += 1
         return False
+
+
+def make_removable(target: Path) -> None:
+    """Give every folder of the tree its owner's write and search bits back, so the image's
+    temporary folder can be removed by a user without root (an image's ``0o555`` folders,
+    such as ``/proc`` in many base images, would keep their entries otherwise)."""
+    for folder, dirs, _ in os.walk(target):
+        for name in dirs:
+            path = os.path.join(folder, name)
+            with contextlib.suppress(OSError):
+                if not os.path.islink(path):
+                    os.chmod(path, 0o700)
