@@ -236,3 +236,37 @@ def test_an_identity_token_is_exchanged_for_a_registry_token(tmp_path: Path) -> 
         with pytest.raises(AuthError) as caught:
             push_image(wrong, REPO, "oauth", image)
         assert "refused" in str(caught.value) and "expired" not in str(caught.value)
+
+
+def test_a_referrer_already_attached_is_not_put_again(registry: Registry, tmp_path: Path) -> None:
+    from envpack.oci import media
+    from envpack.oci.model import Index
+    from envpack.registry import push_referrer, referrers_tag
+    from envpack.registry.push import put_manifest
+
+    image = make_image(tmp_path / "blobs", seed="sbom-again")
+    ref = RegistryRef.parse(f"{registry.host}/{REPO}:sbom")
+    client = RegistryClient.for_ref(ref, credentials=Credentials(USER, PASSWORD))
+    push_image(client, REPO, "sbom", image)
+    sbom = b'{"bomFormat": "CycloneDX", "specVersion": "1.6"}'
+    kind = "application/vnd.cyclonedx+json"
+    first = push_referrer(client, REPO, image.manifest, kind, sbom, kind)
+    puts = registry.answered("PUT", f"/v2/{REPO}/")
+
+    again = push_referrer(client, REPO, image.manifest, kind, sbom, kind)
+    assert again == first
+    assert registry.answered("PUT", f"/v2/{REPO}/") == puts  # no blob, manifest or index
+    assert registry.answered("POST", f"/v2/{REPO}/blobs/uploads/") == 4 + 2  # the first's
+
+    # The index lost its entry (someone replaced the tag): the next push lists it again.
+    tag = referrers_tag(image.digest)
+    put_manifest(client, REPO, tag, Index(()).to_bytes(), media.OCI_INDEX)
+    third = push_referrer(client, REPO, image.manifest, kind, sbom, kind)
+    assert third == first
+    raw = subprocess.run(
+        [tool("skopeo"), "inspect", "--tls-verify=false", "--raw", "--creds",
+         f"{USER}:{PASSWORD}", f"docker://{registry.host}/{REPO}:{tag}"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    index = json.loads(raw)
+    assert [entry["digest"] for entry in index["manifests"]] == [str(first.digest)]

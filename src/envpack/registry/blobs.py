@@ -22,7 +22,7 @@ from envpack.registry.client import RegistryClient
 from envpack.registry.errors import RegistryError, TransientError
 from envpack.registry.http import BLOCK, ConnectionFailed
 
-__all__ = ["Blob", "BlobOutcome", "FileSlice", "ensure_blob", "read_blob"]
+__all__ = ["Blob", "BlobOutcome", "FileSlice", "blob_exists", "ensure_blob", "read_blob"]
 
 _READ = BLOCK
 # Monolithic uploads refused with these (payload too large, method not allowed or not
@@ -88,7 +88,8 @@ class FileSlice:
         self._file.close()
 
 
-def _exists(client: RegistryClient, repository: str, digest: Digest) -> bool:
+def blob_exists(client: RegistryClient, repository: str, digest: Digest) -> bool:
+    """``repository`` holds the blob ``digest`` (one ``HEAD``)."""
     what = f"checking blob {digest.hex[:12]}"
     response = client.request("HEAD", f"/v2/{repository}/blobs/{digest}", what=what, kind="blob")
     response.close()
@@ -217,7 +218,7 @@ def ensure_blob(
     ``mount_from`` when the registry allows, else uploaded (chunked with ``chunk_size``,
     or when the registry refuses a monolithic PUT). Transient failures restart it."""
     digest = blob.descriptor.digest
-    if _exists(client, repository, digest):
+    if blob_exists(client, repository, digest):
         return "existed"
     if mount_from is not None and mount_from != repository:
         client.auth.add_scope(f"repository:{mount_from}:pull")

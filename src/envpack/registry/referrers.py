@@ -15,7 +15,7 @@ from typing import Any
 from envpack.oci import media
 from envpack.oci.digest import Digest
 from envpack.oci.model import Descriptor, Index, InvalidImage, canonical_json
-from envpack.registry.blobs import Blob, ensure_blob
+from envpack.registry.blobs import Blob, blob_exists, ensure_blob
 from envpack.registry.client import RegistryClient
 from envpack.registry.push import put_manifest
 
@@ -118,7 +118,22 @@ def push_referrer(
 ) -> Descriptor:
     """Attach ``blob`` (of ``media_type``) to ``subject`` as an artifact of
     ``artifact_type``; the tag-schema index is updated when the registry lacks the
-    referrers API. Returns the artifact manifest's descriptor."""
+    referrers API. Returns the artifact manifest's descriptor.
+
+    Already attached (a second ``build --push`` of the same image): its manifest and
+    blobs answer their ``HEAD`` and the tag-schema index lists it, so nothing is put.
+    """
+    layer = Descriptor(media_type, Digest.of_bytes(blob), len(blob), {})
+    data = artifact_manifest(artifact_type, layer, subject=subject, annotations=annotations)
+    expected = Descriptor(
+        media.OCI_MANIFEST,
+        Digest.of_bytes(data),
+        len(data),
+        dict(annotations or {}),
+        artifact_type=artifact_type,
+    )
+    if _attached(client, repository, subject.digest, expected, (EMPTY.digest, layer.digest)):
+        return expected
     descriptor, indexed = push_artifact(
         client,
         repository,
@@ -134,9 +149,37 @@ def push_referrer(
     return descriptor
 
 
-def _add_to_tag_index(
-    client: RegistryClient, repository: str, subject: Digest, entry: Descriptor
-) -> None:
+def _attached(
+    client: RegistryClient,
+    repository: str,
+    subject: Digest,
+    artifact: Descriptor,
+    blobs: tuple[Digest, ...],
+) -> bool:
+    """The artifact is in ``repository`` with its blobs and listed in the tag-schema index.
+
+    False whenever in doubt (a registry with the referrers API keeps no such index): the
+    caller then pushes as usual, which is idempotent.
+    """
+    what = f"checking the referrer {artifact.digest.hex[:12]}"
+    response = client.request(
+        "HEAD",
+        f"/v2/{repository}/manifests/{artifact.digest}",
+        what=what,
+        kind="manifest-head",
+        headers={"Accept": media.OCI_MANIFEST},
+    )
+    response.close()
+    if response.status_code != 200:
+        return False
+    if not all(blob_exists(client, repository, digest) for digest in blobs):
+        return False
+    return any(entry.digest == artifact.digest for entry in _tag_index(client, repository, subject))
+
+
+def _tag_index(client: RegistryClient, repository: str, subject: Digest) -> list[Descriptor]:
+    """The entries of the tag-schema index of ``subject`` (none when it is absent, or is
+    not an index: someone else's tag, replaced as the spec says)."""
     tag = referrers_tag(subject)
     what = f"reading the referrers index {tag}"
     response = client.request(
@@ -146,19 +189,24 @@ def _add_to_tag_index(
         kind="manifest-get",
         headers={"Accept": media.OCI_INDEX},
     )
-    entries: list[Descriptor] = []
-    if response.status_code == 200:
-        body = response.content[: _INDEX_LIMIT + 1]
+    if response.status_code == 404:
         response.close()
-        try:
-            entries = list(Index.from_bytes(body, f"{client.host}/{repository}:{tag}").manifests)
-        except InvalidImage:
-            entries = []  # not an index (someone else's tag): replaced, as the spec says
-    elif response.status_code == 404:
-        response.close()
-    else:
+        return []
+    if response.status_code != 200:
         raise client.error(response, what)
+    body = response.content[: _INDEX_LIMIT + 1]
+    response.close()
+    try:
+        return list(Index.from_bytes(body, f"{client.host}/{repository}:{tag}").manifests)
+    except InvalidImage:
+        return []
+
+
+def _add_to_tag_index(
+    client: RegistryClient, repository: str, subject: Digest, entry: Descriptor
+) -> None:
+    entries = _tag_index(client, repository, subject)
     if any(item.digest == entry.digest for item in entries):
         return
     index = Index((*entries, entry))
-    put_manifest(client, repository, tag, index.to_bytes(), media.OCI_INDEX)
+    put_manifest(client, repository, referrers_tag(subject), index.to_bytes(), media.OCI_INDEX)
