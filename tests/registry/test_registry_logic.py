@@ -256,3 +256,20 @@ def test_the_blob_record_is_left_alone_when_it_already_says_so(tmp_path: Path) -
         "sha256:aa": "team/other",
         "sha256:cc": "team/other",
     }
+
+
+def test_the_blob_record_waits_for_another_writer_and_merges(tmp_path: Path) -> None:
+    from envpack.registry.pushed import BlobSources, _locked
+
+    record = BlobSources("h:2", tmp_path)
+    record.record(["sha256:aa"], "one")
+    [written] = tmp_path.glob("*.json")
+    with _locked(Path(str(written) + ".lock")):  # another push holding the record
+        worker = threading.Thread(target=record.record, args=(["sha256:bb"], "two"))
+        worker.start()
+        worker.join(0.3)
+        assert worker.is_alive()  # waiting for the lock, not writing past it
+        assert record.load() == {"sha256:aa": "one"}
+    worker.join(10)
+    assert not worker.is_alive()
+    assert record.load() == {"sha256:aa": "one", "sha256:bb": "two"}
