@@ -91,3 +91,24 @@ def test_a_change_to_any_answer_is_seen(tmp_path: Path) -> None:
     assert not buildcache._unchanged(rows, EPOCH)  # the listed folder's times moved
     (tmp_path / "dir" / "new.py").unlink()
     assert not buildcache._unchanged(rows, EPOCH)  # and do not move back
+
+
+def test_stat_and_open_of_a_file_already_lstat_ed_are_left_out_of_the_record(
+    tmp_path: Path,
+) -> None:
+    _tree(tmp_path)
+    observations = buildcache.Observations(EPOCH)
+    source = Source.live()
+    source.observer = observations
+    file, link = str(tmp_path / "dir" / "file.py"), str(tmp_path / "dir" / "link")
+    source.lstat(file)
+    source.read_bytes(file)
+    source.stat(file)
+    source.lstat(link)
+    source.read_bytes(link)
+    kept = {(op, inner) for _, _, op, inner, _ in observations.rows()}
+    # The lstat of the file implies its stat and open; a symlink's does not.
+    assert kept == {("lstat", file), ("lstat", link), ("open", link)}
+    assert buildcache._unchanged(observations.rows(), EPOCH)
+    os.chmod(file, 0o600)
+    assert not buildcache._unchanged(observations.rows(), EPOCH)
