@@ -169,12 +169,21 @@ class TokenServer:
 class Registry:
     """One ``docker-registry`` process with its own config, storage and log."""
 
-    def __init__(self, folder: Path, auth: str, *, delete: bool = False) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        auth: str,
+        *,
+        delete: bool = False,
+        address: str = "127.0.0.1",
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.auth = auth
         self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
+        self.host = f"{address}:{self.port}"
+        self.tls = tls
         self.log = folder / "registry.log"
         self.token_server: TokenServer | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -183,7 +192,8 @@ class Registry:
             "log: {level: info, accesslog: {disabled: false}}",
             f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}"
             + (", delete: {enabled: true}}" if delete else "}"),
-            f"http: {{addr: '{self.host}', secret: envpack-test-secret}}",
+            f"http: {{addr: '{self.host}', secret: envpack-test-secret"
+            + (f", tls: {{certificate: '{tls[0]}', key: '{tls[1]}'}}}}" if tls else "}"),
         ]
         if auth == "htpasswd":
             htpasswd = folder / "htpasswd"
@@ -212,6 +222,14 @@ class Registry:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"docker-registry exited: {self.log.read_text()[-2000:]}")
+            if self.tls is not None:  # up once it accepts connections
+                address, port = self.host.rsplit(":", 1)
+                try:
+                    with socket.create_connection((address, int(port)), timeout=2):
+                        return
+                except OSError:
+                    time.sleep(0.1)
+                    continue
             try:
                 urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2)
                 return
@@ -256,8 +274,15 @@ class Registry:
 
 
 @contextlib.contextmanager
-def running_registry(folder: Path, auth: str, *, delete: bool = False) -> Iterator[Registry]:
-    registry = Registry(folder, auth, delete=delete)
+def running_registry(
+    folder: Path,
+    auth: str,
+    *,
+    delete: bool = False,
+    address: str = "127.0.0.1",
+    tls: tuple[Path, Path] | None = None,
+) -> Iterator[Registry]:
+    registry = Registry(folder, auth, delete=delete, address=address, tls=tls)
     try:
         yield registry
     finally:

@@ -18,18 +18,25 @@ import functools
 import http.client
 import json
 import random
+import re
 import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection
 from typing import Any
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from envpack import __version__
 from envpack.registry.auth import Authenticator, Credentials
 from envpack.registry.errors import AuthError, RegistryError, TransientError
-from envpack.registry.http import ConnectionFailed, Response, Transport
+from envpack.registry.http import (
+    ConnectionFailed,
+    ProxyUnusable,
+    Response,
+    Transport,
+    proxy_for,
+)
 from envpack.registry.refs import RegistryRef
 
 __all__ = ["TRANSIENT_STATUS", "Body", "RegistryClient"]
@@ -57,6 +64,10 @@ class RegistryClient:
     ) -> None:
         self.host = host
         self.base_url = base_url.rstrip("/")
+        try:  # a proxy the environment names but no client could use: say so at once
+            proxy_for(urlsplit(self.base_url).scheme, urlsplit(self.base_url).netloc)
+        except ProxyUnusable as err:
+            raise RegistryError(f"{host}: {err}") from None
         self.auth = Authenticator(host, credentials or Credentials(), scopes)
         self.retries = retries
         self.backoff = backoff
@@ -273,6 +284,17 @@ def _chain(err: BaseException) -> list[BaseException]:
     return chain
 
 
+def _proxy_reason(chain: list[BaseException], text: str) -> str | None:
+    """What went wrong with the environment's proxy, if that is what failed."""
+    for cause in chain:
+        if isinstance(cause, ProxyUnusable):
+            return str(cause)
+    tunnel = re.search(r"Tunnel connection failed: (\d{3})", text)
+    if tunnel:
+        return f"the proxy refused the tunnel ({tunnel.group(1)})"
+    return None
+
+
 def _reason(err: Exception) -> str:
     """A short cause of a connection failure; never a URL (its query holds upload state)."""
     chain = _chain(err)
@@ -292,6 +314,9 @@ def _reason(err: Exception) -> str:
         if isinstance(cause, socket.gaierror):
             return "host not found"
     text = " ".join(type(c).__name__ + " " + str(c) for c in chain)
+    proxy = _proxy_reason(chain, text)
+    if proxy:
+        return proxy
     for needle, words in (
         ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
         ("WRONG_VERSION_NUMBER", "not speaking TLS (try --insecure for plain HTTP)"),

@@ -4,7 +4,10 @@ Why not ``requests``: importing it (with urllib3 and charset_normalizer) costs ~
 CPU, which was half of an ``envpack push`` of an unchanged image and a tenth of a first
 one. The client needs little of it: keep-alive connections (one per thread and origin),
 TLS with the system's trust store, timeouts, a streamed request body with a known
-length, and redirects for reads. No proxy or ``.netrc`` is read from the environment.
+length, redirects for reads, and the proxy the environment names (``HTTPS_PROXY``,
+``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, either case; loopback hosts are never proxied,
+as docker and skopeo do): HTTPS through a ``CONNECT`` tunnel, plain HTTP in absolute form.
+``.netrc`` is not read.
 
 A response's body is read on demand; :meth:`Response.close` drains a short rest, so
 the connection is reused, or drops the connection when much is left unread.
@@ -12,12 +15,15 @@ the connection is reused, or drops the connection when much is left unread.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
+import os
 import select
 import threading
 import weakref
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -32,6 +38,57 @@ _MAX_REDIRECTS = 5
 
 class ConnectionFailed(Exception):
     """No answer: refused, reset, timed out, TLS failure… (its ``__cause__`` says which)."""
+
+
+class ProxyUnusable(ValueError):
+    """The environment names a proxy this client cannot use; the message never holds the
+    proxy's credentials."""
+
+
+_PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy")
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """Where to connect instead of the origin, and the header that authenticates there."""
+
+    netloc: str
+    headers: Mapping[str, str]
+
+
+def proxy_for(scheme: str, host: str) -> Proxy | None:
+    """The proxy the environment names for ``scheme://host``, or None to go direct."""
+    if not any(os.environ.get(name) or os.environ.get(name.upper()) for name in _PROXY_VARIABLES):
+        return None  # the common case costs no import
+    import urllib.request
+
+    # NO_PROXY as the standard library reads it (names, domain suffixes, ``*``);
+    # typeshed does not list the function, which CPython has had since 2.7.
+    bypass: Any = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009
+    from envpack.registry.refs import is_loopback
+
+    if is_loopback(host) or bypass(host):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url:
+        return None
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    where = f"{parts.scheme}://{parts.hostname or ''}"
+    if parts.scheme != "http" or not parts.hostname:
+        raise ProxyUnusable(f"proxy {where} is not usable: only http:// proxies are supported")
+    try:
+        port = parts.port or 80
+    except ValueError:
+        raise ProxyUnusable(f"proxy {where} has a bad port") from None
+    headers: dict[str, str] = {}
+    if parts.username is not None:
+        from urllib.parse import unquote
+
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    host_text = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return Proxy(f"{host_text}:{port}", headers)
 
 
 class Response:
@@ -111,9 +168,11 @@ class _Connection:
         self.netloc = netloc
         self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
+        self.proxy: Proxy | None = None
 
     def _open(self) -> http.client.HTTPConnection:
         connect, read = self.timeout
+        proxy = self.proxy = proxy_for(self.scheme, self.netloc)
         conn: http.client.HTTPConnection
         if self.scheme == "https":
             import ssl
@@ -121,14 +180,38 @@ class _Connection:
             # The system's trust store, as docker and skopeo use (requests used certifi's).
             context = ssl.create_default_context()
             conn = http.client.HTTPSConnection(
-                self.netloc, timeout=connect, context=context, blocksize=BLOCK
+                proxy.netloc if proxy else self.netloc,
+                timeout=connect,
+                context=context,
+                blocksize=BLOCK,
             )
+            if proxy is not None:
+                # TLS runs end to end inside the proxy's CONNECT tunnel, checked against
+                # the registry's name.
+                host, _, port = self.netloc.rpartition(":")
+                if not port.isdigit():
+                    host, port = self.netloc, "443"
+                conn.set_tunnel(host.strip("[]"), int(port), headers=dict(proxy.headers))
         else:
-            conn = http.client.HTTPConnection(self.netloc, timeout=connect, blocksize=BLOCK)
+            conn = http.client.HTTPConnection(
+                proxy.netloc if proxy else self.netloc, timeout=connect, blocksize=BLOCK
+            )
         conn.connect()
         if conn.sock is not None:
             conn.sock.settimeout(read)
         return conn
+
+    def target(self, url: str, path: str) -> str:
+        """The request target: the absolute URL for a plain-HTTP proxy, else the path."""
+        if self.proxy is not None and self.scheme == "http":
+            return url
+        return path
+
+    def proxy_headers(self) -> Mapping[str, str]:
+        """Headers for each request to a plain-HTTP proxy (a tunnel sent its own once)."""
+        if self.proxy is not None and self.scheme == "http":
+            return self.proxy.headers
+        return {}
 
     def get(self) -> http.client.HTTPConnection:
         if self._conn is not None and _dropped(self._conn):
@@ -214,12 +297,15 @@ class Transport:
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise ConnectionFailed("not an http(s) URL") from ValueError(url)
             connection = self._connection(parts.scheme, parts.netloc)
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             try:
                 conn = connection.get()
-                conn.request(method, target, body=body, headers=sent)
+                target = connection.target(url, path)
+                conn.request(
+                    method, target, body=body, headers={**sent, **connection.proxy_headers()}
+                )
                 raw = conn.getresponse()
-            except (OSError, http.client.HTTPException) as err:
+            except (OSError, http.client.HTTPException, ProxyUnusable) as err:
                 connection.drop()
                 raise ConnectionFailed(f"{method} failed") from err
             response = Response(raw, connection)
