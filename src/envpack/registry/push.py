@@ -142,6 +142,14 @@ def put_manifest(
     client: RegistryClient, repository: str, reference: str, data: bytes, media_type: str
 ) -> Digest:
     """PUT a manifest under a tag (or its digest), check the digest the registry stored."""
+    return put_manifest_answered(client, repository, reference, data, media_type)[0]
+
+
+def put_manifest_answered(
+    client: RegistryClient, repository: str, reference: str, data: bytes, media_type: str
+) -> tuple[Digest, Mapping[str, str]]:
+    """:func:`put_manifest`, with the registry's answer headers (``OCI-Subject`` says
+    whether it indexed a referrer's subject)."""
     ours = Digest.of_bytes(data)
     what = f"putting the manifest {reference}"
     response = client.request(
@@ -167,7 +175,7 @@ def put_manifest(
             raise RegistryError(
                 f"{client.host}: {what}: the registry stored it as {theirs}, not {ours}"
             )
-    return ours
+    return ours, response.headers
 
 
 _ACCEPT = ", ".join(

@@ -17,7 +17,7 @@ from envpack.oci.digest import Digest
 from envpack.oci.model import Descriptor, Index, InvalidImage, canonical_json
 from envpack.registry.blobs import Blob, blob_exists, ensure_blob
 from envpack.registry.client import RegistryClient
-from envpack.registry.push import put_manifest
+from envpack.registry.push import put_manifest, put_manifest_answered
 
 __all__ = ["artifact_manifest", "push_artifact", "push_referrer", "referrers_tag"]
 
@@ -75,8 +75,9 @@ def push_artifact(
         ensure_blob(client, repository, item)
     data = artifact_manifest(artifact_type, layer, subject=subject, annotations=annotations)
     digest = Digest.of_bytes(data)
-    what = reference or str(digest)
-    response_headers = _put(client, repository, what, data)
+    _, response_headers = put_manifest_answered(
+        client, repository, reference or str(digest), data, media.OCI_MANIFEST
+    )
     descriptor = Descriptor(
         media.OCI_MANIFEST,
         digest,
@@ -85,25 +86,6 @@ def push_artifact(
         artifact_type=artifact_type,
     )
     return descriptor, "OCI-Subject" in response_headers
-
-
-def _put(client: RegistryClient, repository: str, reference: str, data: bytes) -> dict[str, str]:
-    what = f"putting the manifest {reference}"
-    response = client.request(
-        "PUT",
-        f"/v2/{repository}/manifests/{reference}",
-        what=what,
-        kind="manifest",
-        headers={"Content-Type": media.OCI_MANIFEST},
-        body=lambda: data,
-    )
-    response.close()
-    if response.status_code not in (200, 201):
-        raise client.error(response, what)
-    returned = response.headers.get("Docker-Content-Digest")
-    if returned and returned != str(Digest.of_bytes(data)):
-        raise client.error(response, f"{what}: stored under another digest ({returned})")
-    return dict(response.headers)
 
 
 def push_referrer(
