@@ -52,7 +52,13 @@ def test_credentials_become_a_proxy_authorization_header(monkeypatch: pytest.Mon
 
 
 @pytest.mark.parametrize(
-    "url", ["https://u:hunter2@proxy:3128", "socks5://u:hunter2@proxy:1080", "http://proxy:x"]
+    "url",
+    [
+        "https://u:hunter2@proxy:3128",
+        "socks5://u:hunter2@proxy:1080",
+        "http://proxy:x",
+        "http://u:hunter2@evil\x1b[31mhost\n:1",  # not a URL: a bracket opening no IPv6
+    ],
 )
 def test_an_unusable_proxy_is_said_without_its_password(
     monkeypatch: pytest.MonkeyPatch, url: str

@@ -73,9 +73,13 @@ def proxy_for(scheme: str, host: str) -> Proxy | None:
     url = proxies.get(scheme) or proxies.get("all")
     if not url:
         return None
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    where = f"{parts.scheme}://{parts.hostname or ''}"
-    if parts.scheme != "http" or not parts.hostname:
+    try:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        hostname = parts.hostname
+    except ValueError:  # a bracket that opens no IPv6 address, …
+        raise ProxyUnusable(f"the {scheme} proxy variable is not a URL") from None
+    where = f"{parts.scheme}://{hostname or ''}"
+    if parts.scheme != "http" or not hostname:
         raise ProxyUnusable(f"proxy {where} is not usable: only http:// proxies are supported")
     try:
         port = parts.port or 80
@@ -87,7 +91,7 @@ def proxy_for(scheme: str, host: str) -> Proxy | None:
 
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         headers["Proxy-Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-    host_text = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    host_text = f"[{hostname}]" if ":" in hostname else hostname
     return Proxy(f"{host_text}:{port}", headers)
 
 
