@@ -13,8 +13,6 @@ import io
 import os
 import subprocess
 import tarfile
-import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -80,44 +78,6 @@ def test_a_cut_gzip_stream_is_refused(tmp_path: Path) -> None:
     gz = gzip.compress(tar, mtime=0)
     with pytest.raises(InvalidImage, match="truncated gzip stream"):
         layertar.read_layer(_blob(tmp_path / "blob", gz[: len(gz) // 2], named=False), tmp_path, 1)
-
-
-def test_inflating_costs_less_cpu_than_zlib(tmp_path: Path) -> None:
-    # Real program bytes (this machine's /usr/bin), about 24 MiB, gzip -6 as registries hold.
-    entries, total = [], 0
-    for name in sorted(os.listdir("/usr/bin")):
-        path = os.path.join("/usr/bin", name)
-        if os.path.isfile(path) and not os.path.islink(path) and os.access(path, os.R_OK):
-            with open(path, "rb") as stream:
-                data = stream.read()
-            entries.append(member(f"usr/bin/{name}", data=data))
-            total += len(data)
-            if total > 24 << 20:
-                break
-    gz = subprocess.run(
-        ["gzip", "-6", "-n", "-c"], input=layer_bytes(entries), capture_output=True, check=True
-    ).stdout
-    blob = _blob(tmp_path / "blob", gz)
-
-    def cpu(work: object) -> float:
-        best = float("inf")
-        for _ in range(3):
-            start = time.process_time()
-            work()  # type: ignore[operator]
-            best = min(best, time.process_time() - start)
-        return best
-
-    def zlib_only() -> None:
-        inflate = zlib.decompressobj(31)
-        for at in range(0, len(gz), 1 << 20):
-            inflate.decompress(gz[at : at + (1 << 20)])
-
-    counter = iter(range(100))
-    ours = cpu(lambda: layertar.read_layer(blob, tmp_path, next(counter)))
-    theirs = cpu(zlib_only)
-    # ISA-L inflates in about half of zlib's CPU; reading the tar and spooling it cost
-    # some of the rest. zlib alone (no tar, no writes) must still cost more.
-    assert ours < theirs * 0.9, (ours, theirs)
 
 
 # -- the headers of an uncompressed layer: the fast path reads them as tarfile does -------
@@ -204,10 +164,14 @@ def test_fast_headers_read_every_layer_as_tarfile_does(tmp_path: Path) -> None:
     assert fast >= 8  # pax, posix, ustar, v7, python's pax and ustar, hostile, overlap
 
 
-def test_fast_headers_cost_a_fraction_of_tarfiles_cpu(tmp_path: Path) -> None:
+def test_a_plain_pax_layer_is_read_without_tarfile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Common pax headers take the fast path (what it saves is measured by
+    bench/bench_layer_read.py, not here): tarfile is never asked."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for number in range(3000):
+        for number in range(300):
             info = tarfile.TarInfo(f"usr/share/doc/pkg{number}/copyright")
             info.size, info.mtime = 700, 1_600_000_000.25  # a pax block for each member
             tar.addfile(info, io.BytesIO(bytes(700)))
@@ -215,15 +179,12 @@ def test_fast_headers_cost_a_fraction_of_tarfiles_cpu(tmp_path: Path) -> None:
     path.write_bytes(buffer.getvalue())
     blob = BlobRange(path, 0, path.stat().st_size)
 
-    def cpu(read: Any) -> float:
-        best = float("inf")
-        for _ in range(3):
-            start = time.process_time()
-            assert len(list(read(blob, "layer"))) == 3000
-            best = min(best, time.process_time() - start)
-        return best
+    def refuse(*args: object) -> Any:
+        raise AssertionError("the fast path fell back to tarfile")
 
-    assert cpu(layertar.read_members) < cpu(layertar.tarfile_members) * 0.6
+    monkeypatch.setattr(layertar, "tarfile_members", refuse)
+    names = [m.name for m in layertar.read_members(blob, "layer")]
+    assert names == [f"usr/share/doc/pkg{n}/copyright" for n in range(300)]
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "1e400", "12.75"])
