@@ -175,6 +175,21 @@ def test_pythonpath_counts_and_the_probe_cwd_does_not(tmp_path: Path) -> None:
     assert os.getcwd() not in got["sys_path"]
 
 
+def test_a_relative_pythonpath_reads_as_from_the_users_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``PYTHONPATH=src`` run from a project folder: the app sees ``<folder>/src``; the
+    probe, in a temporary folder of its own, must report the same, not its own path."""
+    python = _interpreter("3.11")
+    (tmp_path / "src").mkdir()
+    monkeypatch.chdir(tmp_path)
+    env = _clean_env()
+    env["PYTHONPATH"] = os.pathsep.join(["src", str(tmp_path / "abs")])
+    got = describe(str(python), env, timeout=60)
+    assert got["sys_path"][:2] == [str(tmp_path / "src"), str(tmp_path / "abs")]
+    assert not any("envpack-probe-" in entry for entry in got["sys_path"])
+
+
 @pytest.mark.slow
 def test_dev_and_prod_virtualenvs_through_the_cli(
     dev_venv: Path, prod_venv: Path, clean_env: dict[str, str]

@@ -195,6 +195,8 @@ def describe(
     """
     # Names Popen cannot pass (empty, with "=" or NUL) could not reach the app either.
     env = {k: v for k, v in environ.items() if k and "=" not in k and "\0" not in k + v}
+    if not wrapper and "PYTHONPATH" in env:
+        env["PYTHONPATH"] = _anchored_path_list(env["PYTHONPATH"], os.getcwd())
     with tempfile.TemporaryDirectory(prefix="envpack-probe-") as workdir:
         try:
             proc = subprocess.Popen(
@@ -221,6 +223,20 @@ def describe(
     if proc.returncode != 0:
         raise ProbeFailed(f"exited with status {proc.returncode}{_last_line(err_out)}")
     return parse_answer(out, err_out)
+
+
+def _anchored_path_list(value: str, cwd: str) -> str:
+    """``PYTHONPATH`` with its relative (and empty) entries made absolute against ``cwd``.
+
+    The probe runs in an empty folder of its own (so ``-c``'s ``''`` entry imports nothing
+    of the user's), but the interpreter resolves a relative entry against its working
+    folder: ``PYTHONPATH=src`` must read as the app run from here sees it, not as a path in
+    the probe's temporary folder (which also made two captures differ).
+    """
+    return os.pathsep.join(
+        entry if os.path.isabs(entry) else os.path.join(cwd, entry) if entry else cwd
+        for entry in value.split(os.pathsep)
+    )
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
