@@ -15,9 +15,12 @@ side finds a blob already there (nor can mount one), then times, in alternating 
 
 and, to tell the transfer from the start of a Python process, the same two pushes as
 library calls in this process (``envpack.registry.push_layout``, to a third repository,
-no mount record), and the floor any Python CLI has here: the interpreter envpack runs on
+no mount record), and the floors any Python CLI has here: the interpreter envpack runs on
 starting and doing nothing (``python -c pass``, its site-packages' ``.pth`` files
-included) and ``envpack --version`` (that plus typer and envpack's CLI module).
+included); the least a Python program that checks a tag can do, importing an HTTP
+client and sending the one ``HEAD`` of the manifest (with the standard library's
+``http.client``, which envpack uses, and with ``urllib3``, the HTTP library the Docker SDK
+brings); and ``envpack --version`` (the interpreter plus typer and envpack's CLI module).
 
 Medians of wall and CPU time (the machine is shared: CPU time moves less with its load).
 """
@@ -38,10 +41,26 @@ from pathlib import Path
 
 from benchlib import child_env, envpack_command, flask_venv, time_run
 
+from envpack.oci.media import OCI_MANIFEST
 from envpack.registry import RegistryClient, RegistryRef, push_layout
 
 GOAL_PUSH = 1.0
 GOAL_SECOND = 0.1
+
+# One HEAD of the pushed manifest and nothing else: the floor of any Python push that
+# talks to the registry at all (argv: host, port, path, media type).
+_ONE_HEAD_HTTP_CLIENT = """
+import http.client, sys
+connection = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]))
+connection.request("HEAD", sys.argv[3], headers={"Accept": sys.argv[4]})
+assert connection.getresponse().status == 200
+"""
+_ONE_HEAD_URLLIB3 = """
+import sys, urllib3
+pool = urllib3.HTTPConnectionPool(sys.argv[1], int(sys.argv[2]))
+response = pool.request("HEAD", sys.argv[3], headers={"Accept": sys.argv[4]})
+assert response.status == 200
+"""
 
 
 def _free_port() -> int:
@@ -137,8 +156,7 @@ def main() -> None:
         second_runs: list[tuple[float, float]] = []
         inproc_first: list[tuple[float, float]] = []
         inproc_second: list[tuple[float, float]] = []
-        floor_python: list[tuple[float, float]] = []
-        floor_version: list[tuple[float, float]] = []
+        floors: dict[str, Runs] = {}
         interpreter = _interpreter(envpack)
         for round_number in range(repeat):
             process, host = _start_registry(scratch / f"registry-{round_number}")
@@ -155,8 +173,8 @@ def main() -> None:
                     skopeo_runs.append(time_run(theirs, env))
                     envpack_runs.append(time_run(ours, env))
                 second_runs.append(time_run(ours, env))
-                floor_python.append(time_run([interpreter, "-c", "pass"], env))
-                floor_version.append(time_run([*envpack, "--version"], env))
+                for name, run in _floor_runs(interpreter, envpack, env, host).items():
+                    floors.setdefault(name, []).append(run)
                 inproc_first.append(_in_process(layout, f"{host}/bench/inproc:1"))
                 inproc_second.append(_in_process(layout, f"{host}/bench/inproc:1"))
                 if _digest(f"{host}/bench/envpack:1") != _digest(f"{host}/bench/skopeo:1"):
@@ -167,10 +185,26 @@ def main() -> None:
                 shutil.rmtree(scratch / f"registry-{round_number}", ignore_errors=True)
 
     _report(blobs, repeat, envpack_runs, skopeo_runs, second_runs, inproc_first, inproc_second)
-    _report_floor(envpack_runs, floor_python, floor_version)
+    _report_floor(envpack_runs, floors)
 
 
 Runs = list[tuple[float, float]]
+
+
+def _floor_runs(
+    interpreter: str, envpack: list[str], env: dict[str, str], host: str
+) -> dict[str, tuple[float, float]]:
+    """One run of each floor, in the order they are reported."""
+    address, port = host.rsplit(":", 1)
+    head = [address, port, "/v2/bench/envpack/manifests/1", OCI_MANIFEST]
+    return {
+        "python -c pass": time_run([interpreter, "-c", "pass"], env),
+        "one HEAD with http.client": time_run(
+            [interpreter, "-c", _ONE_HEAD_HTTP_CLIENT, *head], env
+        ),
+        "one HEAD with urllib3": time_run([interpreter, "-c", _ONE_HEAD_URLLIB3, *head], env),
+        "envpack --version": time_run([*envpack, "--version"], env),
+    }
 
 
 def _interpreter(envpack: list[str]) -> str:
@@ -184,9 +218,9 @@ def _interpreter(envpack: list[str]) -> str:
     return sys.executable
 
 
-def _report_floor(envpack_runs: Runs, floor_python: Runs, floor_version: Runs) -> None:
+def _report_floor(envpack_runs: Runs, floors: dict[str, Runs]) -> None:
     first = statistics.median(run[0] for run in envpack_runs)
-    for name, runs in (("python -c pass", floor_python), ("envpack --version", floor_version)):
+    for name, runs in floors.items():
         wall = statistics.median(run[0] for run in runs)
         cpu = statistics.median(run[1] for run in runs)
         print(f"floor: {name} {wall:.3f} s (CPU {cpu:.3f} s), {wall / first:.3f}x the first push")
