@@ -7,6 +7,10 @@ real `.wh.` whiteout), repacked as a new layer. Each is verified through the rea
 no engine reachable (`DOCKER_HOST` at a missing socket) and, for `auto`, a PATH that holds
 only the runners the test allows: zero drift on the fresh image, the exact drift on the
 tampered one, and nothing left behind in `$TMPDIR`.
+podman's storage driver is seen through a `podman` on PATH that logs its arguments and
+runs the real one: overlay when podman can use it; vfs after an overlay that podman
+refuses (the refusal is the wrapper's, as podman words it: this kernel accepts overlay
+everywhere the test can put a `$TMPDIR`, even over overlayfs).
 """
 
 from __future__ import annotations
@@ -204,3 +208,61 @@ def test_a_missing_interpreter_under_podman_is_a_probe_failure(
     with pytest.raises(Exception, match="not the one captured"):
         probe_in_podman(layouts["zstd"], "sha256:" + "0" * 64, str(venv_env.python), timeout=300)
     assert list(tmp_path.iterdir()) == []
+
+
+def _podman_wrapper(bin_dir: Path, log: Path, refuse_overlay_at: str = "") -> None:
+    """A ``podman`` in ``bin_dir`` that logs its arguments and runs the real podman; with
+    ``refuse_overlay_at``, that subcommand fails with the overlay driver as podman does
+    where the kernel or the filesystem refuses it (status 125)."""
+    refuse = ""
+    if refuse_overlay_at:
+        refuse = (
+            f'case " $* " in *" --storage-driver overlay "*" {refuse_overlay_at} "*)\n'
+            '    echo "Error: kernel does not support overlay fs" >&2; exit 125;;\nesac\n'
+        )
+    script = bin_dir / "podman"
+    script.write_text(
+        # The first line of the arguments: the probe's source (the last one) has several.
+        f"#!/bin/sh\nprintf '%s\\n' \"$*\" | '{_tool('head')}' -n 1 >> '{log}'\n"
+        f"{refuse}exec '{_tool('podman')}' \"$@\"\n"
+    )
+    script.chmod(0o755)
+
+
+def _driver_of(log: Path, subcommand: str) -> list[str]:
+    """The storage driver of each logged podman call of ``subcommand``, in order."""
+    drivers = []
+    for line in log.read_text().splitlines():
+        words = line.split()
+        if subcommand in words:
+            drivers.append(words[words.index("--storage-driver") + 1])
+    return drivers
+
+
+def test_podman_stores_the_layers_once_with_the_overlay_driver(
+    venv_env: VerifyEnv, layouts: dict[str, str], only_path: tuple[Path, Path]
+) -> None:
+    bin_dir, temp = only_path
+    log = bin_dir.parent / "podman.log"
+    _podman_wrapper(bin_dir, log)
+    done = _verify(layouts["fresh"], venv_env, "--runner", "podman", path=bin_dir, temp=temp)
+    assert done.returncode == 0, done.stderr
+    assert changes_of(done.stdout) == []
+    assert (_driver_of(log, "pull"), _driver_of(log, "run")) == (["overlay"], ["overlay"])
+
+
+@pytest.mark.parametrize("refused_at", ["pull", "run"])
+def test_podman_falls_back_to_vfs_where_overlay_is_refused(
+    venv_env: VerifyEnv, layouts: dict[str, str], only_path: tuple[Path, Path], refused_at: str
+) -> None:
+    bin_dir, temp = only_path
+    log = bin_dir.parent / "podman.log"
+    _podman_wrapper(bin_dir, log, refuse_overlay_at=refused_at)
+    done = _verify(layouts["tampered"], venv_env, "--runner", "podman", path=bin_dir, temp=temp)
+    assert done.returncode == 1, done.stderr
+    assert changes_of(done.stdout) == tampered_drift(venv_env)
+    # overlay was tried and refused, then the image loaded and ran with vfs.
+    assert _driver_of(log, refused_at) == ["overlay", "vfs"]
+    assert _driver_of(log, "run")[-1] == "vfs"
+    # Both private storages are gone (only_path checks $TMPDIR), and no mount is left.
+    assert str(temp) not in Path("/proc/self/mounts").read_text()

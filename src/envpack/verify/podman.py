@@ -7,15 +7,18 @@ Docker's does: ``podman run --rm --network none --read-only --entrypoint INTERPR
 with the image's own environment, user and working folder.
 
 **Storage.** Each verify uses a podman storage of its own in a new folder under ``$TMPDIR``
-(``--root``/``--runroot``/``--tmpdir``, the ``vfs`` driver, no event log), removed at the
-end, rather than the user's. So nothing is added to or removed from the user's images (an
-image of the same name there is never touched or shadowed), the image podman runs is the
-one captured (its ID, the config digest, is checked after loading), and it works the same
-as root and rootless: ``vfs`` needs no kernel overlay nor ``fuse-overlayfs``, and cannot
-fail on an overlay ``$TMPDIR``. The cost is a copy of the image's layers per verify, which
-a probe of an envpack image (a few layers) affords. Rootless, podman maps the image's
-owners through the user's ``/etc/subuid`` range (``newuidmap`` from ``uidmap``), and the
-storage is removed from inside that mapping (``podman unshare``). podman refuses a
+(``--root``/``--runroot``/``--tmpdir``, no event log), removed at the end, rather than the
+user's. So nothing is added to or removed from the user's images (an image of the same
+name there is never touched or shadowed), and the image podman runs is the one captured
+(its ID, the config digest, is checked after loading). The ``overlay`` driver is tried
+first: each layer is stored once, so the storage holds about the image's own size. Where
+podman cannot use it (rootless without kernel support or ``fuse-overlayfs``, a ``$TMPDIR``
+whose filesystem refuses it), the storage is emptied and the ``vfs`` driver used, which
+needs neither the kernel's overlay nor a helper and works the same as root and rootless,
+at the cost of a full copy of the tree per layer (a 216 MB image of 13 layers: 1.8 GB
+written and 13 s, against 215 MB and 6 s with ``overlay``). Rootless, podman maps the
+image's owners through the user's ``/etc/subuid`` range (``newuidmap`` from ``uidmap``),
+and the storage is removed from inside that mapping (``podman unshare``). podman refuses a
 ``--runroot`` over 50 characters: under a long ``$TMPDIR`` that small folder of state
 goes under ``/tmp`` (the layers stay under ``$TMPDIR``).
 
@@ -25,8 +28,9 @@ start it (``error setting rlimits``); the exact ceiling is podman's and conmon's
 knowable from here. The probe needs little: it gets envpack's own limits capped at 4096,
 which lowering never needs a privilege for.
 
-podman's own failures (it cannot load or start the image) are :class:`UsageError`; the
-interpreter's (missing in the image, crashing) are :class:`ProbeFailed`, as for Docker.
+podman's own failures (it cannot load or start the image, with either driver) are
+:class:`UsageError`; the interpreter's (missing in the image, crashing) are
+:class:`ProbeFailed`, as for Docker.
 """
 
 from __future__ import annotations
@@ -56,6 +60,14 @@ _COMMAND_SECONDS = 600.0  # loading an image of a few hundred MiB into vfs, on a
 _PODMAN_FAILED = 125
 _CANNOT_RUN = (126, 127)
 _NOT_FOUND = 127
+# Best first: overlay stores each layer once; vfs copies the tree per layer but needs no
+# kernel overlay (nor fuse-overlayfs) and works on any filesystem.
+_DRIVERS = ("overlay", "vfs")
+
+
+class _PodmanFailed(UsageError):
+    """podman itself could not load or start the image: perhaps only with this storage
+    driver, so the next one is tried."""
 
 
 def podman_available() -> str | None:
@@ -76,13 +88,24 @@ def probe_in_podman(
     program = podman or podman_available()
     if program is None:
         raise UsageError("podman is not installed: cannot run the interpreter in the image")
+    for driver in _DRIVERS[:-1]:
+        # podman's own failure may be this driver's only: the next one is tried.
+        with contextlib.suppress(_PodmanFailed):
+            return _probe_in_store(program, driver, reference, image_id, executable, timeout)
+    return _probe_in_store(program, _DRIVERS[-1], reference, image_id, executable, timeout)
+
+
+def _probe_in_store(
+    program: str, driver: str, reference: str, image_id: str, executable: str, timeout: float
+) -> dict[str, Any]:
+    """The probe's answer from a new private storage using ``driver``, removed after."""
     store = Path(tempfile.mkdtemp(prefix="envpack-podman-"))
     runroot = store / "run"
     if len(str(runroot)) > _MAX_RUNROOT:
         # podman refuses a longer one (its sockets' paths must fit in 108 bytes): this
         # small folder of state goes under /tmp; the layers stay under $TMPDIR.
         runroot = Path(tempfile.mkdtemp(prefix="envpack-podman-", dir="/tmp"))
-    base = _base(program, store, runroot)
+    base = _base(program, store, runroot, driver)
     try:
         loaded = _load(base, reference, store)
         if loaded != image_id.removeprefix("sha256:"):
@@ -97,13 +120,13 @@ def probe_in_podman(
             shutil.rmtree(runroot, ignore_errors=True)
 
 
-def _base(program: str, store: Path, runroot: Path) -> list[str]:
+def _base(program: str, store: Path, runroot: Path, driver: str) -> list[str]:
     return [
         program,
         "--root", str(store / "root"),
         "--runroot", str(runroot),
         "--tmpdir", str(store / "tmp"),
-        "--storage-driver", "vfs",
+        "--storage-driver", driver,
         "--events-backend", "none",
         "--log-level", "error",
     ]  # fmt: skip
@@ -139,7 +162,7 @@ def _load(base: list[str], reference: str, store: Path) -> str:
     """The ID of the image podman loaded from ``reference`` into the private storage."""
     done = _podman([*base, "pull", "--quiet", reference], store)
     if done.returncode != 0:
-        raise UsageError(f"podman could not load the image: {_last_line(done.stderr)}")
+        raise _PodmanFailed(f"podman could not load the image: {_last_line(done.stderr)}")
     words = done.stdout.decode("utf-8", "replace").split()
     if not words:
         raise UsageError(f"podman pull {reference} printed no image ID")
@@ -190,12 +213,12 @@ def _run(
     if out_path.stat().st_size > _MAX_OUTPUT:
         raise ProbeFailed("printed too much output; not a Python interpreter?")
     if code == _PODMAN_FAILED:
-        raise UsageError(f"podman could not run the image: {_last_line(stderr)}")
+        raise _PodmanFailed(f"podman could not run the image: {_last_line(stderr)}")
     if code in _CANNOT_RUN and (code == _NOT_FOUND or executable in _last_line(stderr)):
         raise ProbeFailed(f"cannot run in the image{_colon(_last_line(stderr))}")
     if code in _CANNOT_RUN:
         # Not about the interpreter (runc could not set the container up): podman's failure.
-        raise UsageError(f"podman could not run the image: {_last_line(stderr)}")
+        raise _PodmanFailed(f"podman could not run the image: {_last_line(stderr)}")
     if code != 0:
         raise ProbeFailed(f"exited with status {code} in the image{_colon(_last_line(stderr))}")
     return parse_answer(stdout, stderr)
