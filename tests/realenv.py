@@ -35,6 +35,20 @@ VIRTUALENV_FOR_27 = "virtualenv==20.15.1"
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 
 
+def copy_checkout(dest: Path) -> Path:
+    """A copy of this repository's tracked files at ``dest`` (what a fresh clone holds)."""
+    listed = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return dest
+
+
 def _pyenv_root() -> Path | None:
     root = os.environ.get("PYENV_ROOT")
     if root:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from realenv import copy_checkout
+
 REPO = Path(__file__).resolve().parent.parent
 DEBIAN_PYTHON = Path("/usr/bin/python3")
 NOBODY = 65534
@@ -60,18 +62,7 @@ def test_readme_install_command_works_from_debian_python(home: Path) -> None:
         assert refused.returncode != 0
         assert "externally-managed-environment" in refused.stderr
 
-    checkout = home / "envpack"
-    files = (
-        subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True)
-        .stdout.decode()
-        .split("\0")
-    )
-    for name in filter(None, files):
-        source = REPO / name
-        if source.is_file():
-            target = checkout / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+    checkout = copy_checkout(home / "envpack")
 
     command = _readme_install_command()
     assert command.startswith("python3 -m venv .venv")

@@ -10,14 +10,19 @@ tampered one, and nothing left behind in `$TMPDIR`.
 podman's storage driver is seen through a `podman` on PATH that logs its arguments and
 runs the real one: overlay when podman can use it; vfs after an overlay that podman
 refuses (the refusal is the wrapper's, as podman words it: this kernel accepts overlay
-everywhere the test can put a `$TMPDIR`, even over overlayfs).
+everywhere the test can put a `$TMPDIR`, even over overlayfs). Rootless: the user
+.ci/setup makes (`envpack-rootless`, with a range in /etc/subuid and /etc/subgid) runs
+envpack installed from Debian's python3 into a venv of its own, as a user would.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +37,7 @@ from verify_envs import (
     tampered_drift,
 )
 
-from realenv import run_envpack
+from realenv import copy_checkout, run_envpack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -265,4 +270,111 @@ def test_podman_falls_back_to_vfs_where_overlay_is_refused(
     assert _driver_of(log, refused_at) == ["overlay", "vfs"]
     assert _driver_of(log, "run")[-1] == "vfs"
     # Both private storages are gone (only_path checks $TMPDIR), and no mount is left.
+    assert str(temp) not in Path("/proc/self/mounts").read_text()
+
+
+ROOTLESS_USER = "envpack-rootless"
+DEBIAN_PYTHON = Path("/usr/bin/python3")
+STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _rootless_user() -> pwd.struct_passwd:
+    if os.geteuid() != 0:
+        pytest.skip("runs envpack as another user: needs root (CI runs as root)")
+    try:
+        user = pwd.getpwnam(ROOTLESS_USER)
+    except KeyError:
+        pytest.skip(f"no user {ROOTLESS_USER} (.ci/setup makes it)")
+    for tool in ("podman", "newuidmap", "newgidmap", "setpriv"):
+        _tool(tool)
+    if not DEBIAN_PYTHON.exists():
+        pytest.skip("no Debian python3 (.ci/setup installs python3-venv)")
+    return user
+
+
+def _as_user(
+    user: pwd.struct_passwd, command: list[str], env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` as ``user``: its own IDs and groups, no capability."""
+    setpriv = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups"]
+    return subprocess.run(
+        [*setpriv, *command], env=env, cwd=cwd, capture_output=True, text=True,
+        timeout=900, check=False,
+    )  # fmt: skip
+
+
+def _give(user: pwd.struct_passwd, folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+
+
+@pytest.fixture(scope="module")
+def rootless_home() -> Iterator[tuple[pwd.struct_passwd, Path, dict[str, str]]]:
+    """The rootless user, a home it owns (outside root's 0700 folders) holding envpack
+    installed from a copy of this checkout by Debian's python3, and the user's environment."""
+    user = _rootless_user()
+    home = Path(tempfile.mkdtemp(prefix="envpack-rootless-"))
+    try:
+        home.chmod(0o755)
+        copy_checkout(home / "envpack")
+        _give(user, home)
+        env = {"PATH": STANDARD_PATH, "HOME": str(home), "LANG": "C.UTF-8"}
+        for key in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONSTRAINT"):
+            if key in os.environ:
+                env[key] = os.environ[key]
+        for command in (
+            [str(DEBIAN_PYTHON), "-m", "venv", "venv"],
+            ["venv/bin/pip", "install", "-q", "./envpack"],
+        ):
+            done = _as_user(user, command, env, home)
+            assert done.returncode == 0, f"{command}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+        yield user, home, env
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_rootless_podman_verifies_with_overlay_and_removes_its_storage(
+    venv_env: VerifyEnv,
+    layouts: dict[str, str],
+    rootless_home: tuple[pwd.struct_passwd, Path, dict[str, str]],
+) -> None:
+    user, home, user_env = rootless_home
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=home))
+    bin_dir, temp, images = work / "bin", work / "tmp", work / "images"
+    for folder in (bin_dir, temp, images):
+        folder.mkdir()
+    log = work / "podman.log"
+    _podman_wrapper(bin_dir, log)
+    # The user reads copies: the layouts and the manifest sit under root's 0700 folders.
+    refs = {}
+    for name in ("fresh", "tampered"):
+        where, tag = layouts[name].removeprefix("oci:").rsplit(":", 1)
+        shutil.copytree(where, images / name)
+        refs[name] = f"oci:{images / name}:{tag}"
+    manifest = shutil.copy(venv_env.manifest, images / "manifest.json")
+    log.touch()
+    _give(user, work)
+    env = {
+        **user_env,
+        "PATH": f"{bin_dir}:{STANDARD_PATH}",
+        "TMPDIR": str(temp),
+        "DOCKER_HOST": NO_ENGINE,
+        "ENVPACK_REDACT_KEY": envpack_env()["ENVPACK_REDACT_KEY"],
+    }
+    envpack = str(home / "venv/bin/envpack")
+    for name, status in (("fresh", 0), ("tampered", 1)):
+        command = [envpack, "verify", refs[name], str(manifest), "--runner", "podman"]
+        done = _as_user(user, [*command, "--format", "json"], env, work)
+        assert done.returncode == status, (name, done.stderr)
+        assert "interpreter in podman" in done.stderr, done.stderr
+        expected = [] if name == "fresh" else tampered_drift(venv_env)
+        assert changes_of(done.stdout) == expected, name
+    # Rootless podman, with the kernel's own overlay (no fuse-overlayfs is installed).
+    assert _driver_of(log, "pull") == ["overlay", "overlay"]
+    # The layers, owned by the user's subordinate IDs, were removed from inside podman's
+    # user namespace: nothing is left in $TMPDIR, nor of the runroots that a $TMPDIR this
+    # long sends to /tmp.
+    assert list(temp.iterdir()) == []
+    runroots = [p for p in Path("/tmp").glob("envpack-podman-*") if p.owner() == user.pw_name]
+    assert runroots == []
     assert str(temp) not in Path("/proc/self/mounts").read_text()
