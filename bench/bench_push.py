@@ -39,7 +39,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from benchlib import child_env, envpack_command, flask_venv, time_run
+from benchlib import child_env, envpack_command, flask_layout, flask_venv, time_run
 
 from envpack.oci.media import OCI_MANIFEST
 from envpack.registry import RegistryClient, RegistryRef, push_layout
@@ -113,24 +113,6 @@ def _in_process(layout: Path, ref_text: str) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def _build_layout(
-    scratch: Path, envpack: list[str], env: dict[str, str], python: Path, app_dir: Path
-) -> Path:
-    """The Flask image as an OCI layout (captured and built untimed)."""
-    manifest = scratch / "flask.json"
-    layout = scratch / "image.oci"
-    subprocess.run(
-        [*envpack, "capture", "-q", "--python", str(python), "-o", str(manifest)],
-        env=env, check=True,
-    )  # fmt: skip
-    subprocess.run(
-        [*envpack, "build", str(manifest), "-q", "-o", str(layout), "--tag", "bench:1",
-         "--app", f"{app_dir}:/srv/app"],
-        env=env, check=True,
-    )  # fmt: skip
-    return layout
-
-
 def main() -> None:
     import argparse
 
@@ -145,11 +127,10 @@ def main() -> None:
     python = flask_venv(args.python)
     env = child_env()
     envpack = envpack_command()
-    app_dir = Path(__file__).resolve().parent.parent / "fixtures" / "build_app"
     with tempfile.TemporaryDirectory(prefix="envpack-bench-push-") as scratch_name:
         scratch = Path(scratch_name)
         env["XDG_CACHE_HOME"] = str(scratch / "cache")
-        layout = _build_layout(scratch, envpack, env, python, app_dir)
+        layout, _ = flask_layout(scratch, envpack, env, python)
         blobs = sum(p.stat().st_size for p in (layout / "blobs" / "sha256").iterdir())
         envpack_runs: list[tuple[float, float]] = []
         skopeo_runs: list[tuple[float, float]] = []

@@ -20,6 +20,7 @@ __all__ = [
     "ensure_venv",
     "envpack_command",
     "find_python311",
+    "flask_layout",
     "interleaved",
     "median_call",
     "medians",
@@ -82,6 +83,26 @@ def flask_venv(base_python: str | None) -> Path:
     return ensure_venv(
         base_python or find_python311(), name="py311-flask", requirements=FLASK_REQUIREMENTS
     )
+
+
+def flask_layout(
+    scratch: Path, envpack: list[str], env: dict[str, str], python: Path
+) -> tuple[Path, Path]:
+    """The Flask image as an OCI layout tagged ``bench:1`` (captured and built untimed, with
+    the fixture app at /srv/app), and the manifest it was built from."""
+    manifest = scratch / "flask.json"
+    layout = scratch / "image.oci"
+    app_dir = Path(__file__).resolve().parent.parent / "fixtures" / "build_app"
+    subprocess.run(
+        [*envpack, "capture", "-q", "--python", str(python), "-o", str(manifest)],
+        env=env, check=True,
+    )  # fmt: skip
+    subprocess.run(
+        [*envpack, "build", str(manifest), "-q", "-o", str(layout), "--tag", "bench:1",
+         "--app", f"{app_dir}:/srv/app"],
+        env=env, check=True,
+    )  # fmt: skip
+    return layout, manifest
 
 
 def parse_venv_args(description: str, *, repeat: int, minimum: int) -> tuple[int, Path]:
