@@ -68,6 +68,9 @@ class TokenServer:
     folder: Path
     lifetime: float = 300.0
     """Seconds a token stays valid (the registry adds 60 s of leeway past ``exp``)."""
+    anonymous: bool = False
+    """Issue a token to a request without credentials too, granting nothing (as the token
+    servers of public registries do): the registry then refuses it."""
     issued: list[str] = field(default_factory=list)
     refused: int = 0
     posts: int = 0
@@ -94,14 +97,21 @@ class TokenServer:
 
             def do_GET(self) -> None:
                 expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-                if self.headers.get("Authorization") != expected:
+                given = self.headers.get("Authorization")
+                if given is None and server.anonymous:
+                    self._send_token(server.token([]))
+                    return
+                if given != expected:
                     server.refused += 1
                     self.send_response(401)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 query = parse_qs(urlsplit(self.path).query)
-                body = json.dumps({"token": server.token(query.get("scope", []))}).encode()
+                self._send_token(server.token(query.get("scope", [])))
+
+            def _send_token(self, token: str) -> None:
+                body = json.dumps({"token": token}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -147,11 +147,34 @@ def test_no_credentials_at_all_says_how_to_log_in(
     )
     assert done.returncode == 2
     line = done.stderr.strip()
-    assert "\n" not in line, line
-    if registry.auth == "htpasswd":
-        assert "docker login" in line
-    else:  # the token server refuses an anonymous push
-        assert "refused" in line
+    assert "\n" not in line and line.startswith(f"envpack: error: {registry.host}: "), line
+    # Basic auth asks at once; the token server refuses the anonymous token request.
+    assert line.endswith(
+        f"run `docker login {registry.host}` or give --username and --password-stdin"
+    ), line
+    if registry.auth == "token":
+        assert registry.token_server is not None and registry.token_server.refused >= 1
+    assert PASSWORD not in done.stderr + done.stdout
+
+
+def test_an_anonymous_token_without_push_access_says_how_to_log_in(
+    layout: tuple[Image, Path], tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    with running_registry(tmp_path / "registry", "token") as registry:
+        assert registry.token_server is not None
+        registry.token_server.anonymous = True
+        done = run_envpack(
+            "push", str(layout[1]), f"{registry.host}/{REPO}:1", env=_env(clean_env, tmp_path)
+        )
+        assert done.returncode == 2
+        line = done.stderr.strip()
+        assert "\n" not in line and line.startswith(f"envpack: error: {registry.host}: "), line
+        assert "the registry refused an anonymous token" in line, line
+        assert line.endswith(
+            f"run `docker login {registry.host}` or give --username and --password-stdin"
+        ), line
+        # The token server refused nothing: the registry refused the tokens it issued.
+        assert registry.token_server.refused == 0 and len(registry.token_server.issued) >= 2
 
 
 def test_credentials_from_the_docker_config_file_and_a_credential_helper(

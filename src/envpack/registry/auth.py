@@ -68,6 +68,11 @@ def docker_config_credentials(host: str) -> Credentials:
     )
 
 
+def _login_hint(host: str) -> str:
+    """What to do when the registry wants credentials and none were given."""
+    return f"run `docker login {host}` or give --username and --password-stdin"
+
+
 @dataclass(frozen=True)
 class Challenge:
     """One parsed ``WWW-Authenticate`` header."""
@@ -129,10 +134,7 @@ class Authenticator:
         challenge = Challenge.parse(challenge_header)
         if challenge.scheme == "basic":
             if not self.credentials:
-                raise AuthError(
-                    f"{self.host}: authentication required; run `docker login "
-                    f"{self.host}` or give --username and --password-stdin"
-                )
+                raise AuthError(f"{self.host}: authentication required; {_login_hint(self.host)}")
             if self.header == self.credentials.basic_header():
                 raise AuthError(f"{self.host}: the registry refused the user name or password")
             self.header = self.credentials.basic_header()
@@ -141,6 +143,17 @@ class Authenticator:
             self.header = "Bearer " + self._token(challenge, fetch)
             return
         raise AuthError(f"{self.host}: unsupported authentication scheme {challenge.scheme!r}")
+
+    def refused(self, what: str) -> AuthError:
+        """The error once the registry refused even the answer to its challenge."""
+        if not self.credentials:
+            # A token server that issues anonymous tokens (most public ones): the token
+            # lacks push access, and logging in is what is missing.
+            return AuthError(
+                f"{self.host}: {what}: authentication required (the registry refused an "
+                f"anonymous token); {_login_hint(self.host)}"
+            )
+        return AuthError(f"{self.host}: {what}: the registry refused the credentials")
 
     def _token(self, challenge: Challenge, fetch: TokenFetcher) -> str:
         realm = challenge.params.get("realm", "")
@@ -166,6 +179,13 @@ class Authenticator:
         response = fetch(realm, query, authorization, form)
         realm_host = urlsplit(realm).netloc
         if response.status_code in (401, 403):
+            if not self.credentials:
+                # Nothing was sent to refuse: the user needs to log in, as with Basic.
+                raise AuthError(
+                    f"{self.host}: authentication required (the token server {realm_host} "
+                    f"answered {response.status_code} without credentials); "
+                    + _login_hint(self.host)
+                )
             raise AuthError(
                 f"{self.host}: the token server {realm_host} refused the credentials "
                 f"({response.status_code})"

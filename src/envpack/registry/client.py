@@ -230,7 +230,7 @@ class RegistryClient:
                 challenge = response.headers.get("WWW-Authenticate")
                 response.close()
                 if challenges > 2:
-                    raise AuthError(f"{self.host}: {what}: the registry refused the credentials")
+                    raise self.auth.refused(what)
                 with self._auth_lock:
                     # Another thread may have answered the same challenge meanwhile.
                     if sent.get("Authorization") == self.auth.header or challenges > 1:
