@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import io
 import json
 import os
@@ -170,6 +171,87 @@ class TokenServer:
         token = f"{signing_input}.{_b64url(signature)}"
         self.issued.append(token)
         return token
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request as the registry received it through a :class:`Recorder`."""
+
+    method: str
+    path: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+class Recorder:
+    """A plain-HTTP pass-through in front of ``upstream`` (``host:port``) that keeps every
+    request whole: the registry's access log never shows a header, this does.
+
+    The ``Host`` header goes through unchanged, so the ``Location`` of an upload points
+    back here and the whole push passes through.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.requests: list[Recorded] = []
+        lock = threading.Lock()
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = tuple(self.headers.items())
+                with lock:
+                    recorder.requests.append(Recorded(self.command, self.path, headers, body))
+                conn = http.client.HTTPConnection(upstream, timeout=60)
+                try:
+                    conn.request(self.command, self.path, body=body or None,
+                                 headers=dict(headers))  # fmt: skip
+                    answer = conn.getresponse()
+                    data = answer.read()
+                finally:
+                    conn.close()
+                self.send_response_only(answer.status, answer.reason)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("connection", "keep-alive", "transfer-encoding"):
+                        self.send_header(key, value)
+                if answer.getheader("Content-Length") is None and self.command != "HEAD":
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._forward()
+
+            def do_HEAD(self) -> None:
+                self._forward()
+
+            def do_POST(self) -> None:
+                self._forward()
+
+            def do_PUT(self) -> None:
+                self._forward()
+
+            def do_PATCH(self) -> None:
+                self._forward()
+
+            def do_DELETE(self) -> None:
+                self._forward()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -146,7 +146,10 @@ def test_plain_http_insecure_goes_through_the_proxy_unless_no_proxy_says(
         env = _env(clean_env, tmp_path, http_proxy=secret_url)
         refused = _push(layout, f"{registry.host}/{REPO}:plain", env)
         assert refused.returncode == 2  # outside loopback, plain HTTP only when asked
-        assert "Traceback" not in refused.stderr
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("envpack: error: "), refused.stderr
+        assert "try --insecure" in lines[0], lines[0]
+        assert PROXY_PASSWORD not in refused.stderr + refused.stdout
 
         done = _push(layout, f"{registry.host}/{REPO}:plain", env, "--insecure")
         assert done.returncode == 0, done.stderr

@@ -107,6 +107,7 @@ def test_push_pulls_back_with_the_same_digest_and_a_second_push_uploads_nothing(
 
     uploads_before = registry.requests_logged("POST", f"/v2/{REPO}/blobs/uploads/")
     blob_puts_before = registry.requests_logged("PUT", f"/v2/{REPO}/blobs/uploads/")
+    blob_heads_before = registry.answered("HEAD", f"/v2/{REPO}/blobs/sha256:")
     assert uploads_before == 4
     again = run_envpack(
         "push", str(folder), ref, "--username", USER, "--password-stdin",
@@ -116,10 +117,11 @@ def test_push_pulls_back_with_the_same_digest_and_a_second_push_uploads_nothing(
     assert "unchanged (the tag names it already), 0 blobs uploaded, 4 already there" in (
         again.stderr
     )
-    # The registry's own access log: no upload session opened, no blob sent.
+    # The registry's own access log: no upload session opened, no blob sent, and each of
+    # the 4 blobs found by one HEAD of this push (401s that only asked for a token aside).
     assert registry.requests_logged("POST", f"/v2/{REPO}/blobs/uploads/") == uploads_before
     assert registry.requests_logged("PUT", f"/v2/{REPO}/blobs/uploads/") == blob_puts_before
-    assert registry.requests_logged("HEAD", f"/v2/{REPO}/blobs/sha256:") >= 4
+    assert registry.answered("HEAD", f"/v2/{REPO}/blobs/sha256:") == blob_heads_before + 4
 
 
 def test_a_wrong_password_is_one_line_exit_2_and_never_printed(
@@ -290,16 +292,27 @@ def test_registry_killed_mid_push_is_a_clean_error_and_a_rerun_completes(
 def test_an_unreachable_registry_is_one_line_after_retries(
     layout: tuple[Image, Path], tmp_path: Path, clean_env: dict[str, str]
 ) -> None:
+    import time
+
     from regserver import free_port
 
     port = free_port()  # nothing listens there
+    # The CLI's client keeps the defaults: each refused attempt but the last sleeps
+    # backoff * 2**attempt (plus up to a quarter of jitter) before the next one.
+    defaults = RegistryClient("127.0.0.1", "http://127.0.0.1")
+    backoff_sum = sum(defaults.backoff * 2**attempt for attempt in range(defaults.retries))
+    assert backoff_sum >= 1.0  # a schedule short enough to pass unretried proves nothing
+    started = time.monotonic()
     done = run_envpack(
         "push", str(layout[1]), f"127.0.0.1:{port}/{REPO}:1", env=_env(clean_env, tmp_path)
     )
+    elapsed = time.monotonic() - started
     assert done.returncode == 2
     assert done.stderr.strip() == (
         f"envpack: error: 127.0.0.1:{port}: connecting: connection refused"
     ), done.stderr
+    # A refused connection fails at once: only the retries' sleeps make it take this long.
+    assert elapsed >= backoff_sum, (elapsed, backoff_sum)
 
 
 def test_a_referrer_is_attached_with_the_tag_schema_fallback(
@@ -327,12 +340,18 @@ def test_a_referrer_is_attached_with_the_tag_schema_fallback(
     artifact = json.loads(_skopeo_raw(f"{registry.host}/{REPO}@{first.digest}"))
     assert artifact["subject"]["digest"] == str(image.digest)
     assert artifact["artifactType"] == "application/vnd.cyclonedx+json"
-    # Pushed again: the index is not given the same entry twice.
+    # Pushed again: the index is not given the same entry twice. Read back as a list, in
+    # order: a set would hide a duplicate.
     again = push_referrer(
         client, REPO, image.manifest, "application/vnd.cyclonedx+json", sbom,
         "application/vnd.cyclonedx+json",
     )  # fmt: skip
     assert again.digest == first.digest
+    index = json.loads(_skopeo_raw(f"{registry.host}/{REPO}:{referrers_tag(image.digest)}"))
+    assert [(e["digest"], e["artifactType"]) for e in index["manifests"]] == [
+        (str(first.digest), "application/vnd.cyclonedx+json"),
+        (str(second.digest), "application/spdx+json"),
+    ]
 
 
 def test_captures_pushed_and_diffed_by_reference(

@@ -216,23 +216,40 @@ def test_the_library_call_skips_an_unchanged_image_too(registry: Registry, tmp_p
 def test_an_identity_token_is_exchanged_for_a_registry_token(tmp_path: Path) -> None:
     """`docker login` with OAuth stores an identity token: POSTed to the token realm as a
     refresh token (Docker's oauth.md), never sent to the registry itself."""
-    from regserver import REFRESH_TOKEN
+    from regserver import REFRESH_TOKEN, Recorder
 
     from envpack.registry import AuthError
 
     with running_registry(tmp_path / "registry", "token") as registry:
         assert registry.token_server is not None
-        image = make_image(tmp_path / "blobs", seed="identity")
-        ref = RegistryRef.parse(f"{registry.host}/{REPO}:oauth")
-        client = RegistryClient.for_ref(ref, credentials=Credentials(identity_token=REFRESH_TOKEN))
-        result = push_image(client, REPO, "oauth", image)
+        recorder = Recorder(registry.host)  # every request to the registry, headers and all
+        try:
+            image = make_image(tmp_path / "blobs", seed="identity")
+            ref = RegistryRef.parse(f"{recorder.host}/{REPO}:oauth")
+            client = RegistryClient.for_ref(
+                ref, credentials=Credentials(identity_token=REFRESH_TOKEN)
+            )
+            result = push_image(client, REPO, "oauth", image)
+        finally:
+            recorder.close()
         assert result.digest == image.digest
         assert registry.token_server.posts >= 1 and client.calls["POST token"] >= 1
         assert client.calls["GET token"] == 0
         assert _skopeo_digest(f"{registry.host}/{REPO}:oauth") == str(image.digest)
+        # The whole push went through the recorder, with the tokens the realm issued...
+        sent = recorder.requests
+        assert any(r.method == "PUT" and r.path == f"/v2/{REPO}/manifests/oauth" for r in sent)
+        bearers = {v for r in sent for k, v in r.headers if k.lower() == "authorization"}
+        assert bearers and bearers <= {f"Bearer {t}" for t in registry.token_server.issued}
+        # ...and the refresh token in no request line, header or body the registry got.
+        for request in sent:
+            assert REFRESH_TOKEN not in request.path, request.method
+            assert not any(REFRESH_TOKEN in k + v for k, v in request.headers), request.path
+            assert REFRESH_TOKEN.encode() not in request.body, request.path
         assert REFRESH_TOKEN not in registry.log_text()
 
-        wrong = RegistryClient.for_ref(ref, credentials=Credentials(identity_token="expired"))
+        direct = RegistryRef.parse(f"{registry.host}/{REPO}:oauth")
+        wrong = RegistryClient.for_ref(direct, credentials=Credentials(identity_token="expired"))
         with pytest.raises(AuthError) as caught:
             push_image(wrong, REPO, "oauth", image)
         assert "refused" in str(caught.value) and "expired" not in str(caught.value)
