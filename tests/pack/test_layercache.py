@@ -233,7 +233,8 @@ def test_cache_folder_follows_envpack_cache_dir(tmp_path: Path) -> None:
 
 
 def _hammer(cache_root: str, source_blob: str, key: str, rounds: int, seen: str) -> None:
-    """Store and fetch the same layer over and over; record what every fetch saw."""
+    """Store and fetch the same layer over and over; record what every fetch saw, and how
+    many cached blobs this process found damaged (its own ``layercache.stats``)."""
     cache = LayerCache(Path(cache_root))
     blob = Path(source_blob)
     digest = hashlib.sha256(blob.read_bytes()).hexdigest()
@@ -255,7 +256,10 @@ def _hammer(cache_root: str, source_blob: str, key: str, rounds: int, seen: str)
         results.append("none" if got is None else got.path.read_bytes() == blob.read_bytes())
         if n % 7 == 3:
             cache.prune()
-    (out / f"result-{os.getpid()}").write_text(" ".join(map(str, results)))
+    # A fetch that finds a partial blob drops it and returns None, just like a fetch after
+    # a prune: only the rejection count tells the two apart.
+    rejected = layercache.stats.rejected
+    (out / f"result-{os.getpid()}").write_text(f"{rejected}\n" + " ".join(map(str, results)))
 
 
 @pytest.mark.slow
@@ -275,10 +279,14 @@ def test_concurrent_processes_never_see_a_partial_blob(tmp_path: Path) -> None:
     for worker in workers:
         worker.join(timeout=240)
         assert worker.exitcode == 0
-    results = " ".join(p.read_text() for p in (tmp_path / "seen").glob("result-*")).split()
+    reports = [p.read_text().split("\n", 1) for p in (tmp_path / "seen").glob("result-*")]
+    assert len(reports) == 4
+    results = " ".join(seen for _, seen in reports).split()
     assert len(results) == 100
     # A fetch finds the whole blob or nothing (a prune in between): never a part of it.
     assert set(results) <= {"True", "none"}
+    # ...and "nothing" was always a prune: no fetch ever met a partial blob and dropped it.
+    assert sum(int(rejected) for rejected, _ in reports) == 0
     assert "True" in results
     leftovers = [p.name for p in (tmp_path / "cache").rglob(".tmp-*")]
     assert leftovers == []
