@@ -255,15 +255,26 @@ def test_a_file_changed_just_before_the_build_stores_no_record(
     assert second.image_digest == first.image_digest
 
 
+def _records(world: World) -> list[tuple[str, int, int, bytes]]:
+    """Each build record's name, inode, mtime and bytes: a record stored again under its
+    own name (the same key) is renamed into place, a new file with a new inode and mtime."""
+    records = []
+    for path in sorted((world.cache / "layers" / "builds").iterdir()):
+        st = path.stat()
+        records.append((path.name, st.st_ino, st.st_mtime_ns, path.read_bytes()))
+    return records
+
+
 def test_no_cache_neither_reads_nor_stores_records(
     world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, plans: Counted
 ) -> None:
     _settle(world, monkeypatch, tmp_path, plans)
-    records = sorted((world.cache / "layers" / "builds").iterdir())
+    records = _records(world)
+    assert records  # one a wrongly storing build would overwrite
     planned = plans.plans
     _build(world, monkeypatch, tmp_path / "bare.oci", use_cache=False)
     assert plans.plans == planned + 1
-    assert sorted((world.cache / "layers" / "builds").iterdir()) == records
+    assert _records(world) == records
 
 
 def test_a_damaged_blob_falls_back_to_a_full_build(
