@@ -81,8 +81,14 @@ def test_image_sbom_is_the_cli_output_and_kept_in_the_cache(manifest: Path, tmp_
     assert made.decode() == printed.stdout
     kept = list((tmp_path / "c" / "sbom").iterdir())
     assert [p.read_bytes() for p in kept] == [made]
-    assert image_sbom(load_manifest(manifest), raw, 1700000000, tmp_path / "c") == made
-    # Another epoch is another document (and another cache entry); no cache: same bytes.
-    other = image_sbom(load_manifest(manifest), raw, 1600000000, None)
-    assert other != made
-    assert len(list((tmp_path / "c" / "sbom").iterdir())) == 1
+    # The next call returns the kept bytes without rendering: marked ones come back marked.
+    marked = made + b"\n"
+    kept[0].write_bytes(marked)
+    assert image_sbom(load_manifest(manifest), raw, 1700000000, tmp_path / "c") == marked
+    # No cache: rendered again, the same bytes as the first time, and nothing kept.
+    assert image_sbom(load_manifest(manifest), raw, 1700000000, None) == made
+    assert [p.read_bytes() for p in (tmp_path / "c" / "sbom").iterdir()] == [marked]
+    # Another epoch is another document, kept under another key.
+    other = image_sbom(load_manifest(manifest), raw, 1600000000, tmp_path / "c")
+    assert b'"2020-09-13T12:26:40' in other
+    assert len(list((tmp_path / "c" / "sbom").iterdir())) == 2
