@@ -196,6 +196,7 @@ def test_a_runner_asked_for_and_absent_is_one_line_exit_2(
 def test_a_missing_interpreter_under_podman_is_a_probe_failure(
     venv_env: VerifyEnv, layouts: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from envpack.errors import UsageError
     from envpack.snapshot.imagesource import open_image
     from envpack.snapshot.interpreters import ProbeFailed
     from envpack.verify.podman import probe_in_podman
@@ -210,7 +211,7 @@ def test_a_missing_interpreter_under_podman_is_a_probe_failure(
     with pytest.raises(ProbeFailed, match="did not answer within"):
         probe_in_podman(layouts["fresh"], image_id, str(venv_env.python), timeout=0.01)
     # A reference that is not the image captured is refused before anything runs.
-    with pytest.raises(Exception, match="not the one captured"):
+    with pytest.raises(UsageError, match="not the one captured"):
         probe_in_podman(layouts["zstd"], "sha256:" + "0" * 64, str(venv_env.python), timeout=300)
     assert list(tmp_path.iterdir()) == []
 
