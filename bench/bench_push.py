@@ -33,13 +33,12 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from benchlib import child_env, envpack_command, flask_layout, flask_venv, time_run
+from benchlib import flask_image_bench, time_run
 
 from envpack.oci.media import OCI_MANIFEST
 from envpack.registry import RegistryClient, RegistryRef, push_layout
@@ -114,23 +113,14 @@ def _in_process(layout: Path, ref_text: str) -> tuple[float, float]:
 
 
 def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="rounds (min 3)")
-    parser.add_argument("--python", help="base CPython 3.11 for the venv")
-    args = parser.parse_args()
-    repeat = max(3, args.repeat)
-    for tool in ("docker-registry", "skopeo"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"bench: {tool} is not installed (.ci/setup installs it)")
-    python = flask_venv(args.python)
-    env = child_env()
-    envpack = envpack_command()
-    with tempfile.TemporaryDirectory(prefix="envpack-bench-push-") as scratch_name:
-        scratch = Path(scratch_name)
-        env["XDG_CACHE_HOME"] = str(scratch / "cache")
-        layout, _ = flask_layout(scratch, envpack, env, python)
+    with flask_image_bench(
+        __doc__.splitlines()[0],
+        prefix="envpack-bench-push-",
+        tools=("docker-registry", "skopeo"),
+    ) as bench:
+        repeat, env, envpack, scratch, layout = (
+            bench.repeat, bench.env, bench.envpack, bench.scratch, bench.layout
+        )  # fmt: skip
         blobs = sum(p.stat().st_size for p in (layout / "blobs" / "sha256").iterdir())
         envpack_runs: list[tuple[float, float]] = []
         skopeo_runs: list[tuple[float, float]] = []

@@ -23,15 +23,13 @@ It also prints how many bytes each driver's storage held once the image was pull
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import shutil
 import statistics
 import subprocess
-import tempfile
 from pathlib import Path
 
-from benchlib import child_env, envpack_command, flask_layout, flask_venv, time_run
+from benchlib import flask_image_bench, time_run
 
 Runs = list[tuple[float, float]]
 # podman 4 asks for more open files and processes than runc may set without
@@ -66,20 +64,13 @@ def _storage_bytes(scratch: Path, reference: str, driver: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="rounds (min 3)")
-    parser.add_argument("--python", help="base CPython 3.11 for the venv")
-    args = parser.parse_args()
-    repeat = max(3, args.repeat)
-    if shutil.which("podman") is None:
-        raise SystemExit("bench: podman is not installed (.ci/setup installs it)")
-    python = flask_venv(args.python)
-    env = child_env()
-    envpack = envpack_command()
-    with tempfile.TemporaryDirectory(prefix="envpack-bench-verify-") as scratch_name:
-        scratch = Path(scratch_name)
-        env["XDG_CACHE_HOME"] = str(scratch / "cache")
-        layout, manifest = flask_layout(scratch, envpack, env, python)
+    with flask_image_bench(
+        __doc__.splitlines()[0], prefix="envpack-bench-verify-", tools=("podman",)
+    ) as bench:
+        repeat, env, envpack, python, scratch, layout, manifest = (
+            bench.repeat, bench.env, bench.envpack, bench.python, bench.scratch,
+            bench.layout, bench.manifest,
+        )  # fmt: skip
         reference = f"oci:{layout}:bench:1"
         ours = [*envpack, "verify", reference, str(manifest), "--runner", "podman", "-q"]
         runs: dict[str, Runs] = {"envpack verify": [], "by hand": [], "by hand, vfs": []}

@@ -4,14 +4,17 @@ environment, timing runs and taking medians."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,6 +23,7 @@ __all__ = [
     "ensure_venv",
     "envpack_command",
     "find_python311",
+    "flask_image_bench",
     "flask_layout",
     "interleaved",
     "median_call",
@@ -103,6 +107,43 @@ def flask_layout(
         env=env, check=True,
     )  # fmt: skip
     return layout, manifest
+
+
+@dataclass(frozen=True)
+class FlaskImageBench:
+    """What a benchmark of the built Flask image works with."""
+
+    repeat: int
+    env: dict[str, str]
+    envpack: list[str]
+    python: Path
+    scratch: Path
+    layout: Path
+    manifest: Path
+
+
+@contextlib.contextmanager
+def flask_image_bench(
+    description: str, *, prefix: str, tools: Sequence[str]
+) -> Iterator[FlaskImageBench]:
+    """``--repeat`` (min 3) and ``--python`` parsed, ``tools`` checked on PATH, and the Flask
+    image built as an OCI layout in a scratch folder (removed after) whose envpack cache
+    is its own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeat", type=int, default=5, help="rounds (min 3)")
+    parser.add_argument("--python", help="base CPython 3.11 for the venv")
+    args = parser.parse_args()
+    for tool in tools:
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench: {tool} is not installed (.ci/setup installs it)")
+    python = flask_venv(args.python)
+    env = child_env()
+    envpack = envpack_command()
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch_name:
+        scratch = Path(scratch_name)
+        env["XDG_CACHE_HOME"] = str(scratch / "cache")
+        layout, manifest = flask_layout(scratch, envpack, env, python)
+        yield FlaskImageBench(max(3, args.repeat), env, envpack, python, scratch, layout, manifest)
 
 
 def parse_venv_args(description: str, *, repeat: int, minimum: int) -> tuple[int, Path]:

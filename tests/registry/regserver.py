@@ -230,23 +230,9 @@ class Recorder:
                 if self.command != "HEAD":
                     self.wfile.write(data)
 
-            def do_GET(self) -> None:
-                self._forward()
-
-            def do_HEAD(self) -> None:
-                self._forward()
-
-            def do_POST(self) -> None:
-                self._forward()
-
-            def do_PUT(self) -> None:
-                self._forward()
-
-            def do_PATCH(self) -> None:
-                self._forward()
-
-            def do_DELETE(self) -> None:
-                self._forward()
+            # Every method the registry API uses is passed on the same way (the names are
+            # http.server's).
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward  # noqa: N815
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
