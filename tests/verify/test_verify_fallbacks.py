@@ -202,7 +202,9 @@ def test_a_missing_interpreter_under_podman_is_a_probe_failure(
     from envpack.verify.podman import probe_in_podman
 
     _tool("podman")
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    # The private storages go to tmp_path (tempfile caches $TMPDIR at its first use, so
+    # its cached folder is what is set), where the end checks that nothing is left.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with open_image(layouts["fresh"], workdir=tmp_path) as image:
         image_id = str(image.blobs.config_digest)
     with pytest.raises(ProbeFailed, match="cannot run in the image"):
@@ -214,6 +216,7 @@ def test_a_missing_interpreter_under_podman_is_a_probe_failure(
     with pytest.raises(UsageError, match="not the one captured"):
         probe_in_podman(layouts["zstd"], "sha256:" + "0" * 64, str(venv_env.python), timeout=300)
     assert list(tmp_path.iterdir()) == []
+    assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
 
 
 def _podman_wrapper(bin_dir: Path, log: Path, refuse_overlay_at: str = "") -> None:

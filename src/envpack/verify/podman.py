@@ -60,6 +60,7 @@ _COMMAND_SECONDS = 600.0  # loading an image of a few hundred MiB into vfs, on a
 _PODMAN_FAILED = 125
 _CANNOT_RUN = (126, 127)
 _NOT_FOUND = 127
+_MNT_DETACH = 2  # umount2(2): detach now, finish when no longer busy
 # Best first: overlay stores each layer once; vfs copies the tree per layer but needs no
 # kernel overlay (nor fuse-overlayfs) and works on any filesystem.
 _DRIVERS = ("overlay", "vfs")
@@ -238,7 +239,42 @@ def _remove_store(program: str, base: list[str], store: Path) -> None:
         # user namespace can they be removed.
         with contextlib.suppress(UsageError):
             _podman([program, "unshare", "rm", "-rf", "--", str(store)], store, timeout=300)
+    else:
+        _detach_mounts_under(store)
     shutil.rmtree(store, ignore_errors=True)
+
+
+def _detach_mounts_under(folder: Path) -> None:
+    """Detach whatever is still mounted in ``folder``, deepest first.
+
+    As root, the overlay driver bind-mounts its own folder (``root/overlay``) and mounts
+    each container's tree; a podman killed at the wrong moment (a probe past its time)
+    leaves them, and the folder could then be neither removed nor emptied.
+    """
+    inside = [point for point in _mount_points() if point.is_relative_to(folder)]
+    if not inside:
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for point in sorted(inside, key=lambda path: len(path.parts), reverse=True):
+        libc.umount2(os.fsencode(point), _MNT_DETACH)  # gone already: nothing to do
+
+
+def _mount_points() -> list[Path]:
+    """This process's mount points (/proc/self/mountinfo: the 5th field, octal-escaped)."""
+    try:
+        with open("/proc/self/mountinfo", "rb") as mountinfo:
+            lines = mountinfo.read().splitlines()
+    except OSError:
+        return []
+    points = []
+    for line in lines:
+        fields = line.split(b" ")
+        if len(fields) > 4:
+            raw = fields[4].decode("unicode_escape").encode("latin-1")
+            points.append(Path(os.fsdecode(raw)))
+    return points
 
 
 def _last_line(data: bytes) -> str:
